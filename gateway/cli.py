@@ -1,0 +1,98 @@
+"""`callguard` subcommands (design.md §3.1). Each handler parses, calls one module, maps errors.
+
+Exit codes: 0 success, 1 a check found problems, 2 bad input or configuration (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from gateway import __version__
+
+
+class UsageError(Exception):
+    """Bad input or configuration: printed as one line, exit code 2."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        code: int = args.handler(args)
+    except UsageError as err:
+        print(f"callguard {args.command}: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callguard",
+        description="Colours the Bitrix24 call popup when a manager calls a colleague's client.",
+    )
+    parser.add_argument("--version", action="version", version=f"callguard {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("explain", help="print the colour decision for a phone and a caller")
+    p.add_argument("--phone", required=True, help="the client's number, as typed")
+    p.add_argument("--caller", required=True, help="the calling manager's Bitrix24 user id")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--directory", help="data file (default: the bundled demo data)")
+    source.add_argument("--portal", help="Bitrix24 incoming-webhook base URL (REST lookups)")
+    p.add_argument("--rules", help="rules file (default: the bundled rules/default.toml)")
+    p.add_argument("--region", default=None, help="default phone region (default: RU)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(handler=_explain)
+    return parser
+
+
+def _explain(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.directory.datafile import DataFileDirectory, DataFileError, load_dataset
+    from rules import InvalidPhone, PolicyError, decide, load_policy, normalize
+    from rules.phones import DEFAULT_REGION, check_region
+
+    try:
+        region = check_region(args.region or DEFAULT_REGION)
+        phone = normalize(args.phone, region)
+        policy = load_policy(args.rules)
+    except (InvalidPhone, PolicyError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    caller = str(args.caller).strip()
+    if not caller.isdigit():
+        raise UsageError(f"--caller must be a Bitrix24 user id (digits), not {args.caller!r}")
+    if args.portal:
+        raise UsageError("--portal needs the Bitrix24 REST directory, which is not built yet")
+    try:
+        directory = DataFileDirectory(load_dataset(args.directory), region)
+    except DataFileError as err:
+        raise UsageError(str(err)) from None
+    findings = asyncio.run(directory.lookup(phone))
+    decision = decide(findings, caller, policy)
+    if args.json:
+        out = {**decision.to_dict(), "phone": phone, "caller": caller}
+        out["findings"] = findings.to_dict()
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+        return 0
+    print(f"{phone} called by user {caller}: {decision.colour.upper()}", end="")
+    print(f" ({decision.background})" if decision.background else "")
+    print(f"  rule:   {decision.rule or '-'}")
+    print(f"  reason: {decision.reason}")
+    for label, items in (
+        ("companies", [f"{c.id} {c.title} [{c.status or '-'}] -> {c.assigned_by}" for c in findings.companies]),
+        ("via links", [f"{c.id} {c.title} [{c.status or '-'}] -> {c.assigned_by}" for c in findings.linked_companies]),
+        ("contacts", [f"{c.id} {c.name} -> {c.assigned_by}" for c in findings.contacts]),
+        ("leads", [f"{x.id} {x.title} [{x.status or '-'}] -> {x.assigned_by}" for x in findings.leads]),
+    ):
+        if items:
+            print(f"  {label}: " + "; ".join(items))
+    return 0

@@ -1,0 +1,106 @@
+"""What a directory lookup found for one phone number, and what the rules decided.
+
+All ids are strings, as Bitrix24 returns them (``"2909"``); user ids are the portal's user ids.
+Values are frozen: the pipeline passes them forward and never mutates them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+@dataclass(frozen=True, slots=True)
+class Lead:
+    id: str
+    title: str
+    assigned_by: str
+    status: str | None = None
+    company_id: str | None = None
+    contact_id: str | None = None
+    assigned_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    id: str
+    name: str
+    assigned_by: str
+    company_ids: tuple[str, ...] = ()
+    assigned_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Company:
+    id: str
+    title: str
+    assigned_by: str
+    status: str | None = None
+    assigned_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    """Everything the lookups found for one number.
+
+    ``companies`` are the companies whose own phone matches; ``linked_companies`` are the companies
+    reached through a matched contact or through a matched lead's linked company (a company may be
+    in both). Each tuple is ordered by id and holds an entity once.
+    """
+
+    phone: str
+    leads: tuple[Lead, ...] = ()
+    contacts: tuple[Contact, ...] = ()
+    companies: tuple[Company, ...] = ()
+    linked_companies: tuple[Company, ...] = ()
+
+    @property
+    def all_companies(self) -> tuple[Company, ...]:
+        """K of the rules: direct companies, then linked ones not already listed."""
+        seen = {c.id for c in self.companies}
+        return self.companies + tuple(c for c in self.linked_companies if c.id not in seen)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.leads or self.contacts or self.companies)
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready view (for ``explain --json`` and logs)."""
+        return {
+            "phone": self.phone,
+            "leads": [_as_dict(x) for x in self.leads],
+            "contacts": [_as_dict(x) for x in self.contacts],
+            "companies": [_as_dict(x) for x in self.companies],
+            "linked_companies": [_as_dict(x) for x in self.linked_companies],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The colour for one call popup and why.
+
+    ``colour`` is a colour name from the rules file (``none`` keeps the popup's own look, and then
+    ``background`` is None); ``rule`` is the id of the rule that matched, None when none did.
+    """
+
+    colour: str
+    background: str | None
+    rule: str | None
+    reason: str
+    entity: str | None = field(default=None)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "colour": self.colour,
+            "background": self.background,
+            "rule": self.rule,
+            "reason": self.reason,
+            "entity": self.entity,
+        }
+
+
+def _as_dict(value: Lead | Contact | Company) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for f in fields(value):
+        item = getattr(value, f.name)
+        out[f.name] = list(item) if isinstance(item, tuple) else item
+    return out
