@@ -1,0 +1,188 @@
+"""Settings: one frozen dataclass built from the environment, validated at start (design.md §3.2).
+
+Every variable has the prefix ``CALLGUARD_`` (``PORT`` is honoured for the Procfile). Unset means the
+embedded default. An invalid value raises :class:`ConfigError` whose message names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from rules.phones import DEFAULT_REGION, check_region
+
+PREFIX = "CALLGUARD_"
+DEFAULT_STATUS_FIELD = "UF_CRM_CALLGUARD_STATUS"
+
+
+class ConfigError(ValueError):
+    """An invalid setting; ``str(err)`` is one line that names the variable and what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    secret: str
+    host: str = "0.0.0.0"
+    port: int = 8000
+    portal_url: str | None = None
+    directory: Path | None = None
+    rules: Path | None = None
+    redis_url: str | None = None
+    webhook_token: str | None = None
+    api_key: str | None = None
+    region: str = DEFAULT_REGION
+    status_field: str = DEFAULT_STATUS_FIELD
+    admins: tuple[str, ...] = ()
+    cache_ttl: float = 300.0
+    negative_ttl: float = 60.0
+    cache_size: int = 10_000
+    lookup_deadline: float = 1.5
+    call_timeout: float = 900.0
+    rate_burst: int = 50
+    rate_per_second: float = 2.0
+    tab_queue: int = 16
+    heartbeat: float = 20.0
+    max_frame: int = 4096
+    public_url: str | None = None
+    log_level: str = "info"
+    insecure_dev: bool = field(default=False)
+    demo: bool = field(default=False)
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, insecure_dev: bool = False
+    ) -> Settings:
+        return _Reader(os.environ if env is None else env).settings(insecure_dev)
+
+    def but(self, **changes: object) -> Settings:
+        """A copy with some fields changed (tests, ``callguard demo``)."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+class _Reader:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(PREFIX + name)
+        if value is None or not value.strip():
+            return None
+        return value.strip()
+
+    def fail(self, name: str, message: str) -> ConfigError:
+        return ConfigError(f"{PREFIX}{name}: {message}")
+
+    def number(self, name: str, default: float, low: float, high: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise self.fail(name, f"must be a number, got {value!r}") from None
+        if not low <= number <= high:
+            raise self.fail(name, f"must be between {low:g} and {high:g}, got {value!r}")
+        return number
+
+    def integer(self, name: str, default: int, low: int, high: int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if not value.isdigit() or not low <= int(value) <= high:
+            raise self.fail(name, f"must be a whole number from {low} to {high}, got {value!r}")
+        return int(value)
+
+    def url(self, name: str, schemes: tuple[str, ...]) -> str | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.netloc:
+            raise self.fail(name, f"must be a {'/'.join(schemes)} URL, got {mask_url(value)!r}")
+        return value
+
+    def path(self, name: str) -> Path | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        file = Path(value)
+        if not file.is_file():
+            raise self.fail(name, f"no such file: {value}")
+        return file
+
+    def settings(self, insecure_dev: bool) -> Settings:
+        secret = self.raw("SECRET")
+        if secret is None:
+            if not insecure_dev:
+                raise self.fail(
+                    "SECRET",
+                    "not set; set it to a random string of 32+ characters "
+                    "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))'), "
+                    "or pass --insecure-dev for a throw-away one",
+                )
+            secret = secrets.token_urlsafe(32)
+        elif len(secret) < 16:
+            raise self.fail("SECRET", "too short: use at least 16 characters (32+ recommended)")
+        port_raw = self.env.get("PORT") or self.env.get(PREFIX + "PORT")
+        port = 8000
+        if port_raw:
+            if not port_raw.strip().isdigit() or not 1 <= int(port_raw) <= 65535:
+                raise ConfigError(f"PORT: must be a TCP port from 1 to 65535, got {port_raw!r}")
+            port = int(port_raw)
+        portal = self.url("PORTAL_URL", ("http", "https"))
+        if portal is not None and not portal.endswith("/"):
+            portal += "/"
+        try:
+            region = check_region(self.raw("REGION") or DEFAULT_REGION)
+        except ValueError as err:
+            raise self.fail("REGION", str(err)) from None
+        status_field = self.raw("STATUS_FIELD") or DEFAULT_STATUS_FIELD
+        if not status_field.startswith("UF_CRM_") or not status_field.replace("_", "").isalnum():
+            raise self.fail("STATUS_FIELD", f"must look like UF_CRM_NAME, got {status_field!r}")
+        admins_raw = self.raw("ADMINS") or ""
+        admins = tuple(a.strip() for a in admins_raw.split(",") if a.strip())
+        if not all(a.isdigit() for a in admins):
+            raise self.fail("ADMINS", f"must be comma-separated user ids, got {admins_raw!r}")
+        level = (self.raw("LOG_LEVEL") or "info").lower()
+        if level not in ("debug", "info", "warning", "error"):
+            raise self.fail("LOG_LEVEL", f"must be debug, info, warning or error, got {level!r}")
+        return Settings(
+            secret=secret,
+            host=self.raw("HOST") or "0.0.0.0",
+            port=port,
+            portal_url=portal,
+            directory=self.path("DIRECTORY"),
+            rules=self.path("RULES"),
+            redis_url=self.url("REDIS_URL", ("redis", "rediss", "unix")),
+            webhook_token=self.raw("WEBHOOK_TOKEN"),
+            api_key=self.raw("API_KEY"),
+            region=region,
+            status_field=status_field,
+            admins=admins,
+            cache_ttl=self.number("CACHE_TTL", 300.0, 0.0, 86_400.0),
+            negative_ttl=self.number("NEGATIVE_TTL", 60.0, 0.0, 86_400.0),
+            cache_size=self.integer("CACHE_SIZE", 10_000, 1, 10_000_000),
+            lookup_deadline=self.number("LOOKUP_DEADLINE", 1.5, 0.05, 30.0),
+            call_timeout=self.number("CALL_TIMEOUT", 900.0, 1.0, 86_400.0),
+            rate_burst=self.integer("RATE_BURST", 50, 1, 10_000),
+            rate_per_second=self.number("RATE_PER_SECOND", 2.0, 0.01, 10_000.0),
+            tab_queue=self.integer("TAB_QUEUE", 16, 1, 1024),
+            heartbeat=self.number("HEARTBEAT", 20.0, 0.05, 3600.0),
+            max_frame=self.integer("MAX_FRAME", 4096, 256, 1_048_576),
+            public_url=self.url("PUBLIC_URL", ("http", "https")),
+            log_level=level,
+            insecure_dev=insecure_dev and self.raw("SECRET") is None,
+        )
+
+
+def mask_url(url: str) -> str:
+    """Hide a Bitrix24 webhook code: ``https://p/rest/1/abc123/`` -> ``https://p/rest/1/***/``."""
+    parts = url.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part == "rest" and i + 2 < len(parts) and parts[i + 1].isdigit():
+            parts[i + 2] = "***"
+    return "/".join(parts)
