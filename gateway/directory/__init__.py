@@ -16,6 +16,10 @@ class Directory(Protocol):
         """Everything that matches ``phone`` (an E.164 key from ``rules.normalize``)."""
         ...
 
+    def health(self) -> dict[str, object]:
+        """``{"ok": bool, "source": str, "reason": str | None, ...}`` for ``/healthz``."""
+        ...
+
     async def close(self) -> None: ...
 
 

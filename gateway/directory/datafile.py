@@ -173,6 +173,9 @@ class DataFileDirectory:
     async def lookup(self, phone: str) -> Findings:
         return self.find(phone)
 
+    def health(self) -> dict[str, object]:
+        return {"ok": True, "source": "datafile", "reason": None, "file": self.data.source}
+
     async def close(self) -> None:
         return None
 
