@@ -88,10 +88,25 @@ def _explain(args: argparse.Namespace) -> int:
     print(f"  rule:   {decision.rule or '-'}")
     print(f"  reason: {decision.reason}")
     for label, items in (
-        ("companies", [f"{c.id} {c.title} [{c.status or '-'}] -> {c.assigned_by}" for c in findings.companies]),
-        ("via links", [f"{c.id} {c.title} [{c.status or '-'}] -> {c.assigned_by}" for c in findings.linked_companies]),
+        (
+            "companies",
+            [
+                f"{c.id} {c.title} [{c.status or '-'}] -> {c.assigned_by}"
+                for c in findings.companies
+            ],
+        ),
+        (
+            "via links",
+            [
+                f"{c.id} {c.title} [{c.status or '-'}] -> {c.assigned_by}"
+                for c in findings.linked_companies
+            ],
+        ),
         ("contacts", [f"{c.id} {c.name} -> {c.assigned_by}" for c in findings.contacts]),
-        ("leads", [f"{x.id} {x.title} [{x.status or '-'}] -> {x.assigned_by}" for x in findings.leads]),
+        (
+            "leads",
+            [f"{x.id} {x.title} [{x.status or '-'}] -> {x.assigned_by}" for x in findings.leads],
+        ),
     ):
         if items:
             print(f"  {label}: " + "; ".join(items))

@@ -1,7 +1,7 @@
 """Settings: one frozen dataclass built from the environment, validated at start (design.md §3.2).
 
-Every variable has the prefix ``CALLGUARD_`` (``PORT`` is honoured for the Procfile). Unset means the
-embedded default. An invalid value raises :class:`ConfigError` whose message names the variable.
+Every variable has the prefix ``CALLGUARD_`` (``PORT`` is honoured for the Procfile). Unset means
+the embedded default. An invalid value raises :class:`ConfigError` naming the variable.
 """
 
 from __future__ import annotations

@@ -48,9 +48,10 @@ def _candidates(findings: Findings, kind: str) -> tuple[Entity, ...]:
 
 
 def _fits(rule: Rule, entity: Entity, caller_id: str) -> bool:
-    if rule.statuses is not None:
-        if not isinstance(entity, Company) or entity.status not in rule.statuses:
-            return False
+    if rule.statuses is not None and (
+        not isinstance(entity, Company) or entity.status not in rule.statuses
+    ):
+        return False
     if rule.responsible == "caller":
         return entity.assigned_by == caller_id
     if rule.responsible == "other":

@@ -1,8 +1,9 @@
 """Phone numbers as people type them -> one canonical key (E.164).
 
-``8 916 000-11-22``, ``+7 (916) 000-11-22``, ``79160001122`` and ``9160001122`` are one number in
-region RU; extensions (``доб. 12``, ``ext. 12``, ``#12``) are ignored, as Bitrix24's duplicate search
-ignores them. A string that is not a phone number raises :class:`InvalidPhone`; nothing is guessed.
+``8 916 000-11-22``, ``+7 (916) 000-11-22``, ``79160001122`` and ``9160001122`` are one number
+in region RU; extensions (``доб. 12``, ``ext. 12``, ``#12``) are ignored, as Bitrix24's duplicate
+search ignores them. A string that is not a phone number raises :class:`InvalidPhone`;
+nothing is guessed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ _EXTENSION = re.compile(
     r"\s*(?:,|;)?\s*(?:доб(?:авочный)?|доп|ext(?:ension)?|x|#)\.?\s*\d{1,6}\s*$",
     re.IGNORECASE,
 )
-_ALLOWED = re.compile(r"^[\d\s()+\-./]+$")
+# ASCII digits and the separators people type; "+" only in front.
+_ALLOWED = re.compile(r"^\+?[0-9 \t()\-./]+$")
 
 
 class InvalidPhone(ValueError):
@@ -40,7 +42,7 @@ def normalize(text: str, region: str = DEFAULT_REGION) -> str:
     if len(raw) > MAX_INPUT:
         raise InvalidPhone(f"phone is too long ({len(raw)} characters, at most {MAX_INPUT})")
     body = strip_extension(raw).strip()
-    if not body or not _ALLOWED.match(body) or not any(ch.isdigit() for ch in body):
+    if not body or not _ALLOWED.match(body) or not any(ch in "0123456789" for ch in body):
         raise InvalidPhone(f"{raw!r} is not a phone number")
     if body.startswith("00"):
         # International prefix used in Europe and Russia ("00 49 ...").

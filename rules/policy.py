@@ -107,7 +107,9 @@ class _Reader:
     def fail(self, key: str, message: str) -> PolicyError:
         return PolicyError(f"{self.source}: {key}: {message}")
 
-    def keys(self, table: dict[str, Any], where: str, required: set[str], optional: set[str]) -> None:
+    def keys(
+        self, table: dict[str, Any], where: str, required: set[str], optional: set[str]
+    ) -> None:
         allowed = required | optional
         for key in table:
             if key not in allowed:
@@ -180,7 +182,7 @@ class _Reader:
 
     def colours(self, table: Any) -> dict[str, str]:
         if not isinstance(table, dict) or not table:
-            raise self.fail("colours", "must be a table of name = \"#rrggbb\"")
+            raise self.fail("colours", 'must be a table of name = "#rrggbb"')
         out: dict[str, str] = {}
         for name, value in table.items():
             if name == NONE:
@@ -192,14 +194,20 @@ class _Reader:
             out[name] = value.lower()
         return out
 
-    def rule(self, item: dict[str, Any], where: str, colours: dict[str, str], codes: set[str]) -> Rule:
-        self.keys(item, where, {"id", "colour", "match"}, {"status", "responsible", "unless", "reason"})
+    def rule(
+        self, item: dict[str, Any], where: str, colours: dict[str, str], codes: set[str]
+    ) -> Rule:
+        self.keys(
+            item, where, {"id", "colour", "match"}, {"status", "responsible", "unless", "reason"}
+        )
         rule_id = self.text(item, "id", where)
         if not _RULE_ID.match(rule_id):
             raise self.fail(f"{where}.id", f"{rule_id!r} must be lower-case words joined by '-'")
         colour = self.text(item, "colour", where)
         if colour not in colours:
-            raise self.fail(f"{where}.colour", f"unknown colour {colour!r} (known: {_names(colours)})")
+            raise self.fail(
+                f"{where}.colour", f"unknown colour {colour!r} (known: {_names(colours)})"
+            )
         match = self.choice(item, "match", where, MATCHES)
         statuses: frozenset[str] | None = None
         if "status" in item:
@@ -225,7 +233,12 @@ class _Reader:
         return Rule(rule_id, colour, match, statuses, responsible, tuple(unless_raw), reason)
 
     def choice(
-        self, item: dict[str, Any], key: str, where: str, allowed: tuple[str, ...], default: str = ""
+        self,
+        item: dict[str, Any],
+        key: str,
+        where: str,
+        allowed: tuple[str, ...],
+        default: str = "",
     ) -> str:
         value = item.get(key, default)
         if value not in allowed:

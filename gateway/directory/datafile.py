@@ -7,7 +7,6 @@ phones are kept as people typed them and matched through ``rules.normalize``.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -250,7 +249,9 @@ class _Parser:
         self.check_links(data)
         return data
 
-    def keys(self, item: dict[str, Any], where: str, required: set[str], optional: set[str]) -> None:
+    def keys(
+        self, item: dict[str, Any], where: str, required: set[str], optional: set[str]
+    ) -> None:
         for key in item:
             if key not in required | optional:
                 raise self.fail(f"{where}.{key}", "unknown key")
