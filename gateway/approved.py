@@ -1,0 +1,122 @@
+"""Where the last approved status of each company is kept (the status lifecycle's memory).
+
+Redis when ``CALLGUARD_REDIS_URL`` is set: it survives restarts and is shared by every gateway
+process, and a short Redis lock keeps two processes from judging one company at the same time.
+Without Redis the store lives in the process: after a restart a company's first event bootstraps
+its approved status from the portal's current value (see docs/install-box.md, "Company statuses").
+
+An empty string is a recorded "no status"; ``None`` from :meth:`get` means "no record".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+KEY = "callguard:approved-status"
+LOCK_PREFIX = "callguard:status-lock:"
+# A judgement is a few REST calls; the lock expires on its own if a process dies holding it.
+LOCK_SECONDS = 30.0
+LOCK_WAIT = 35.0
+
+
+class ApprovedStore(Protocol):
+    async def get(self, company_id: str) -> str | None: ...
+
+    async def set(self, company_id: str, status: str) -> None: ...
+
+    async def forget(self, company_id: str) -> None: ...
+
+    def lock(self, company_id: str) -> AbstractAsyncContextManager[None]:
+        """Held while one company's change is judged, so judgements of it never interleave."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class _LocalLocks:
+    """One asyncio lock per company, dropped when nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def hold(self, company_id: str) -> AsyncIterator[None]:
+        lock = self._locks.setdefault(company_id, asyncio.Lock())
+        self._users[company_id] = self._users.get(company_id, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[company_id] -= 1
+            if not self._users[company_id]:
+                del self._users[company_id], self._locks[company_id]
+
+
+class MemoryStore:
+    """The single-process store (no Redis configured; tests of the pure lifecycle)."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, str] = {}
+        self._locks = _LocalLocks()
+
+    async def get(self, company_id: str) -> str | None:
+        return self._values.get(company_id)
+
+    async def set(self, company_id: str, status: str) -> None:
+        self._values[company_id] = status
+
+    async def forget(self, company_id: str) -> None:
+        self._values.pop(company_id, None)
+
+    def lock(self, company_id: str) -> AbstractAsyncContextManager[None]:
+        return self._locks.hold(company_id)
+
+    async def close(self) -> None:
+        return None
+
+
+class RedisStore:
+    """Approved statuses in one Redis hash (company id -> status code)."""
+
+    def __init__(self, url: str, key: str = KEY) -> None:
+        self.key = key
+        self._redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
+        self._locks = _LocalLocks()
+
+    async def get(self, company_id: str) -> str | None:
+        value = await self._redis.hget(self.key, company_id)
+        return value.decode() if isinstance(value, bytes) else value
+
+    async def set(self, company_id: str, status: str) -> None:
+        await self._redis.hset(self.key, company_id, status)
+
+    async def forget(self, company_id: str) -> None:
+        await self._redis.hdel(self.key, company_id)
+
+    @asynccontextmanager
+    async def _hold(self, company_id: str) -> AsyncIterator[None]:
+        # The local lock first: waiters in this process queue on it instead of polling Redis.
+        async with self._locks.hold(company_id):
+            lock = self._redis.lock(
+                LOCK_PREFIX + self.key + ":" + company_id,
+                timeout=LOCK_SECONDS,
+                blocking_timeout=LOCK_WAIT,
+            )
+            async with lock:
+                yield
+
+    def lock(self, company_id: str) -> AbstractAsyncContextManager[None]:
+        return self._hold(company_id)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def open_store(redis_url: str | None) -> ApprovedStore:
+    return RedisStore(redis_url) if redis_url else MemoryStore()
