@@ -1,0 +1,168 @@
+/* Callguard: colours the Bitrix24 call popup as the gateway decides (design.md 3.6).
+ * <script src=".../static/callguard.js" data-token="JWT" [data-url="wss://..."] [data-debug] async>
+ * Window events 'callguard:hello|paint|clear|error|close' carry the message as event.detail;
+ * a paint's detail gains latency_ms (ring -> colour on screen) once applied. */
+(function (w, d) {
+  'use strict';
+  if (w.__callguard) return;
+  w.__callguard = 1;
+  var tag = d.currentScript || d.querySelector('script[src*="callguard.js"][data-token]');
+  var token = tag && tag.getAttribute('data-token');
+  if (!token) return;
+  var dbg = /^(|1|true|yes)$/.test(tag.getAttribute('data-debug'));
+  var POP = 'im-phone-call-view', MINI = '.im-phone-call-panel-mini', NUM = /\+?\d[\d\s().-]{5,}\d/;
+  var ws, ready = false, tries = 0, stop = false, bx = false, timer = 0, popAt = 0;
+  var cur = null, outbox = []; // the call on screen; 'ended' messages waiting for the socket
+
+  function log(a, b) { if (dbg) try { console.log('[callguard]', a, b === void 0 ? '' : b); } catch (e) {} }
+  function safe(fn) {
+    return function () { try { return fn.apply(this, arguments); } catch (e) { log('error', e); } };
+  }
+  function emit(name, m) {
+    try { w.dispatchEvent(new CustomEvent('callguard:' + name, {detail: m})); } catch (e) {}
+  }
+  function send(m) {
+    if (ready) try { ws.send(JSON.stringify(m)); return true; } catch (e) { log(e); }
+    return false;
+  }
+  function rnd() { return Math.random().toString(36).slice(2); }
+  function popup() { return d.getElementById(POP); }
+
+  // A style rule survives the popup replacing its layout element.
+  function paint(bg) {
+    var s = d.getElementById('callguard-style'), c = '#' + POP + ' ', i = ' !important}';
+    if (!bg) return s && s.parentNode.removeChild(s);
+    if (!s) {
+      s = d.createElement('style');
+      s.id = 'callguard-style';
+      (d.head || d.documentElement).appendChild(s);
+    }
+    s.textContent = c + '.im-phone-call-wrapper,' + MINI + '{background:' + bg + i +
+      c + '.im-phone-btn-arrow{background-color:' + bg + i + c +
+      '.im-phone-call-buttons-container{background:linear-gradient(#0003,#0003) ' + bg + i;
+  }
+
+  function digits(p) { return String(p).replace(/\D/g, '').slice(-10); }
+  function callMsg() { return {type: 'call', call_id: cur.id, phone: cur.phone, direction: cur.dir}; }
+  function start(id, phone, dir, dom) {
+    id = String(id || ''); phone = String(phone || '');
+    if (!id || !phone || (cur && cur.id === id)) return;
+    var t0 = dom && popAt || performance.now(), keep = false;
+    if (cur) {
+      // A DOM-seen call gets its real id from the pull event: same number, same colour.
+      keep = cur.dom && digits(cur.phone) === digits(phone);
+      if (keep) t0 = cur.t0;
+      end(cur.id, keep);
+    }
+    cur = {id: id, phone: phone, dir: dir, t0: t0, seq: -1, dom: dom, seen: !!popup()};
+    log('call', cur);
+    send(callMsg());
+  }
+  function end(id, keep) {
+    if (!cur || cur.id !== id) return;
+    cur = null;
+    if (!keep) paint();
+    var m = {type: 'ended', call_id: id};
+    if (!send(m)) outbox.push(m);
+  }
+
+  function onMessage(ev) {
+    var m = JSON.parse(ev.data), t = m.type;
+    log('got', m);
+    if (t === 'hello') {
+      tries = 0;
+      ready = true;
+      while (outbox.length) send(outbox.shift());
+      if (cur) send(callMsg());
+    } else if (t === 'paint') {
+      if (!cur || cur.id !== m.call_id || m.seq < cur.seq) return;
+      paint(m.colour !== 'none' && m.background);
+      if (m.seq > cur.seq) {
+        cur.seq = m.seq;
+        var ms = Math.round((performance.now() - cur.t0) * 10) / 10;
+        send({type: 'applied', call_id: m.call_id, seq: m.seq, latency_ms: m.latency_ms = ms});
+        log('applied, ms', ms);
+      }
+    } else if (t === 'clear' && cur && cur.id === m.call_id) {
+      cur = null;
+      paint();
+    }
+    emit(t, m);
+  }
+
+  function connect() {
+    timer = 0;
+    var u = tag.getAttribute('data-url'), a = d.createElement('a'), p, i;
+    if (!u) { // same origin as the script, /ws beside its /static/
+      a.href = tag.src;
+      p = a.pathname.replace(/^\/?/, '/');
+      i = p.lastIndexOf('/static/');
+      u = (a.protocol === 'https:' ? 'wss://' : 'ws://') + a.host + (i < 0 ? '' : p.slice(0, i)) + '/ws';
+    }
+    try {
+      ws = new WebSocket(u + (/\?/.test(u) ? '&' : '?') + 'token=' + encodeURIComponent(token));
+    } catch (e) { log(e); return retry(); }
+    ws.onmessage = safe(onMessage);
+    ws.onclose = safe(function (e) {
+      ready = false;
+      emit('close', {code: e.code});
+      if (e.code === 4401) { stop = true; log('token refused'); }
+      retry();
+    });
+  }
+  function retry() {
+    if (timer || stop) return;
+    var ms = Math.max(500, Math.random() * Math.min(20000, 500 * Math.pow(2, tries++)));
+    log('reconnect, ms', ms);
+    timer = setTimeout(safe(connect), ms);
+  }
+
+  // The page's events (reference 7.3); BX may load after us.
+  function hook(n) {
+    var B = w.BX;
+    if (!B || typeof B.addCustomEvent !== 'function') {
+      if (n < 300) setTimeout(safe(function () { hook(n + 1); }), 200);
+      return;
+    }
+    bx = true;
+    B.addCustomEvent(w, 'onPullEvent-voximplant', safe(function (cmd, p) {
+      if (cmd === 'invite') start(p.callId, p.callerId, 'in');
+      else if (cmd === 'outgoing') start(p.callId, p.phoneNumber, 'out');
+    }));
+    B.addCustomEvent(w, 'CallCard::EntityChanged', safe(function (e) {
+      var ph = e && e.PHONE_NUMBER;
+      if (ph && !cur) start('card-' + rnd(), ph, 'in', true);
+    }));
+    B.addCustomEvent(w, 'CallCard::AfterClose', safe(function () { if (cur) end(cur.id); }));
+  }
+
+  // Fallback: the popup appearing starts a call (no BX events); it going away ends it.
+  function fromDom() {
+    var p = popup(), el, num;
+    if (cur || !p) return;
+    el = p.querySelector('.im-phone-calling-progress-phone');
+    num = NUM.exec(el ? el.textContent : '') || NUM.exec(p.textContent);
+    el = p.querySelector('.im-phone-calling-text,.im-phone-call-title-text');
+    if (num) start('dom-' + rnd(), num[0], /сход|outgoing/i.test(el && el.textContent) ? 'out' : 'in', 1);
+  }
+  function observe() {
+    var t = 0;
+    new MutationObserver(safe(function () {
+      var p = popup();
+      popAt = p ? popAt || performance.now() : 0;
+      if (cur) {
+        if (p || d.querySelector(MINI)) cur.seen = true;
+        else if (cur.seen) end(cur.id);
+      } else if (p && !t) {
+        // With BX, give the pull event (it has the call id) a moment first.
+        t = setTimeout(safe(function () { t = 0; fromDom(); }), bx ? 400 : 0);
+      }
+    })).observe(d.documentElement, {childList: true, subtree: true, characterData: true});
+  }
+
+  safe(function () {
+    hook(0);
+    if (w.MutationObserver) observe();
+    connect();
+  })();
+})(window, document);
