@@ -51,6 +51,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--region", default=None, help="default phone region (default: RU)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_explain)
+
+    p = sub.add_parser("serve", help="run the gateway (the Procfile's web process)")
+    p.add_argument("--host", help="listen address (default: CALLGUARD_HOST or 0.0.0.0)")
+    p.add_argument("--port", type=int, help="listen port (default: $PORT or 8000)")
+    p.add_argument(
+        "--insecure-dev", action="store_true", help="without CALLGUARD_SECRET: a throw-away secret"
+    )
+    p.set_defaults(handler=_serve)
+
+    p = sub.add_parser("demo", help="the gateway on the bundled demo data, with the demo page")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="listen port (default: 8000)")
+    p.set_defaults(handler=_demo)
+
+    p = sub.add_parser("token", help="print a websocket token for a user (needs CALLGUARD_SECRET)")
+    p.add_argument("--user", required=True, help="the Bitrix24 user id")
+    p.add_argument("--ttl", type=float, default=12 * 3600, help="lifetime, seconds (default 12 h)")
+    p.set_defaults(handler=_token)
     return parser
 
 
@@ -110,4 +128,37 @@ def _explain(args: argparse.Namespace) -> int:
     ):
         if items:
             print(f"  {label}: " + "; ".join(items))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway import launch
+    from gateway.config import ConfigError
+
+    try:
+        launch.serve(args.host, args.port, args.insecure_dev)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway import launch
+    from gateway.config import ConfigError
+
+    try:
+        launch.demo(args.host, args.port)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from gateway import launch
+    from gateway.config import ConfigError
+
+    try:
+        print(launch.token(args.user, args.ttl))
+    except (ConfigError, ValueError) as err:
+        raise UsageError(str(err)) from None
     return 0

@@ -1,0 +1,47 @@
+"""create_app(settings) -> Starlette: routes and lifespan wiring, nothing else."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+
+import gateway as package
+from gateway.config import Settings
+from gateway.demo import demo_routes
+from gateway.directory import Directory
+from gateway.http import SnippetFiles, healthz, metrics, post_call
+from gateway.runtime import build_gateway
+from gateway.socket import tab_endpoint
+
+STATIC_DIR = Path(package.__file__).parent.parent / "static"
+
+
+def create_app(settings: Settings, directory: Directory | None = None) -> Starlette:
+    """The gateway app. With ``directory=None`` it builds (and closes) its own from settings;
+    a directory passed in stays the caller's to close. Raises ConfigError on bad settings."""
+    gateway = build_gateway(settings, directory)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    routes: list[BaseRoute] = [
+        WebSocketRoute("/ws", tab_endpoint),
+        Route("/api/calls", post_call, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Mount("/static", SnippetFiles(directory=STATIC_DIR, check_dir=False)),
+    ]
+    if settings.demo:
+        routes.extend(demo_routes(STATIC_DIR))
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.gateway = gateway
+    return app

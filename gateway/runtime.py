@@ -1,0 +1,116 @@
+"""The object graph of one running gateway: built once from Settings, reached by every endpoint.
+
+``build_directory`` is the one place that chooses where CRM data comes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from gateway import __version__
+from gateway.calls import Calls
+from gateway.config import ConfigError, Settings
+from gateway.directory import Directory
+from gateway.directory.datafile import DataFileDirectory, DataFileError, Dataset, load_dataset
+from gateway.fanout import Fanout, LocalFanout
+from gateway.metrics import Metrics
+from gateway.probes import GcProbe, LagProbe
+from gateway.tabs import Tabs
+from rules.policy import Policy, PolicyError, load_policy
+
+
+def build_directory(settings: Settings) -> Directory:
+    """Where CRM data comes from. (The Bitrix24 REST directory swaps in here.)"""
+    try:
+        return DataFileDirectory(load_dataset(settings.directory), settings.region)
+    except DataFileError as err:
+        raise ConfigError(f"CALLGUARD_DIRECTORY: {err}") from None
+
+
+def load_rules(settings: Settings) -> Policy:
+    try:
+        return load_policy(settings.rules)
+    except PolicyError as err:
+        raise ConfigError(f"CALLGUARD_RULES: {err}") from None
+
+
+def check_statuses(directory: Directory, policy: Policy) -> None:
+    """A data file's company statuses must all be codes of the rules file."""
+    if not isinstance(directory, DataFileDirectory):
+        return
+    bad = directory.data.unknown_statuses(policy.status_codes)
+    if bad:
+        statuses = sorted({directory.data.companies[i].status or "" for i in bad})
+        raise ConfigError(
+            f"CALLGUARD_DIRECTORY: companies {', '.join(bad)} in {directory.data.source} have "
+            f"statuses {', '.join(statuses)} that {policy.source} does not list "
+            f"(known: {', '.join(policy.status_codes)})"
+        )
+
+
+@dataclass(eq=False)
+class Gateway:
+    settings: Settings
+    directory: Directory
+    policy: Policy
+    owns_directory: bool
+    metrics: Metrics = field(default_factory=Metrics)
+    version: str = __version__
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        # A send blocked for half a heartbeat means the peer stopped reading; the sweep runs
+        # four times per heartbeat so such a tab is closed well before the ping gives up on it.
+        self.tabs = Tabs(capacity=s.tab_queue, stuck_after=s.heartbeat / 2)
+        self.tabs.on_close = lambda code: self.metrics.tab_closes.labels(str(code)).inc()
+        self.fanout: Fanout = LocalFanout(self.tabs)
+        self.calls = Calls(
+            self.directory,
+            self.policy,
+            self.fanout,
+            self.metrics,
+            region=s.region,
+            lookup_deadline=s.lookup_deadline,
+            call_timeout=s.call_timeout,
+        )
+        self.metrics.watch(
+            lambda: self.tabs.count, lambda: self.tabs.users, lambda: self.calls.active
+        )
+        self.lag = LagProbe(self.metrics)
+        self.gc = GcProbe(self.metrics)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def dataset(self) -> Dataset | None:
+        """The data file behind the directory, when there is one (the demo lists it)."""
+        return self.directory.data if isinstance(self.directory, DataFileDirectory) else None
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(
+            self.tabs.run_sweeps(self.settings.heartbeat / 4)
+        )
+        self.lag.start()
+        self.gc.start()
+
+    async def stop(self) -> None:
+        self.gc.stop()
+        await self.lag.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        self.tabs.close_all()
+        await self.calls.close()
+        await self.fanout.close()
+        if self.owns_directory:
+            await self.directory.close()
+
+
+def build_gateway(settings: Settings, directory: Directory | None = None) -> Gateway:
+    """Everything a gateway needs, validated; raises :class:`ConfigError` naming the variable."""
+    policy = load_rules(settings)
+    owns = directory is None
+    if directory is None:
+        directory = build_directory(settings)
+    check_statuses(directory, policy)
+    return Gateway(settings, directory, policy, owns_directory=owns)

@@ -1,0 +1,271 @@
+"""Who is connected: user -> tabs, each tab with a bounded send queue and a slow-tab policy.
+
+Colours are state, not events: a tab's queue (:class:`Outbox`) holds at most one pending frame
+per call, so a tab that falls behind skips straight to the newest paint (or the ``clear``) of each
+call. A tab whose queue overflows, or whose send has been blocked for longer than ``stuck_after``
+(the heartbeat sweep checks), is closed with 1013 and leaves the registry at once, so it never
+delays the others. Dead peers are dropped by the server's websocket pings (``settings.heartbeat``).
+
+:class:`Outbox` and :class:`Conduct` are pure state machines (no sockets, no clock of their own);
+:class:`Tab` drives an outbox over anything with ``send_text`` and ``close``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Callable, Iterator
+from enum import Enum
+from typing import Protocol
+
+log = logging.getLogger("callguard.tabs")
+
+CLOSE_TOKEN = 4401
+CLOSE_ABUSE = 1008
+CLOSE_SLOW = 1013
+CLOSE_GOING_AWAY = 1001
+
+
+class Socket(Protocol):
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+class Put(Enum):
+    QUEUED = "queued"
+    REPLACED = "replaced"  # a newer frame for the same call took the older one's place
+    OVERFLOW = "overflow"  # the tab is too far behind: close it
+    CLOSED = "closed"
+
+
+class Outbox:
+    """Pending frames of one tab, at most one per key (a call id), oldest key first."""
+
+    __slots__ = ("_pending", "capacity", "closed", "sending_since")
+    _unique = itertools.count()
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._pending: dict[str, str] = {}
+        self.sending_since: float | None = None
+        self.closed = False
+
+    def put(self, key: str | None, frame: str) -> Put:
+        """Queue ``frame``; ``key=None`` for frames that never replace each other (errors)."""
+        if self.closed:
+            return Put.CLOSED
+        if key is not None and key in self._pending:
+            self._pending[key] = frame
+            return Put.REPLACED
+        if len(self._pending) >= self.capacity:
+            return Put.OVERFLOW
+        self._pending[key if key is not None else f"\0{next(self._unique)}"] = frame
+        return Put.QUEUED
+
+    def take(self, now: float) -> str | None:
+        """The next frame to send (and the send starts now), or None when empty or closed."""
+        if self.closed or not self._pending:
+            self.sending_since = None
+            return None
+        key = next(iter(self._pending))
+        self.sending_since = now
+        return self._pending.pop(key)
+
+    def sent(self) -> None:
+        self.sending_since = None
+
+    def stuck(self, now: float, limit: float) -> bool:
+        """True when one send has been blocked for ``limit`` seconds: the peer stopped reading."""
+        return self.sending_since is not None and now - self.sending_since >= limit
+
+    def close(self) -> None:
+        self.closed = True
+        self._pending.clear()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+
+class Conduct:
+    """A tab's bad frames: ``limit`` of them within ``window`` seconds is abuse (close 1008)."""
+
+    __slots__ = ("_times", "limit", "window")
+
+    def __init__(self, limit: int = 8, window: float = 60.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._times: list[float] = []
+
+    def strike(self, now: float) -> bool:
+        """Record one bad frame; True when the tab has now crossed the line."""
+        self._times = [t for t in self._times if now - t < self.window]
+        self._times.append(now)
+        return len(self._times) >= self.limit
+
+
+class Tab:
+    """One open websocket of one user: an outbox drained by a task that exists only while busy."""
+
+    __slots__ = ("_closer", "_sender", "conduct", "outbox", "registry", "socket", "user_id")
+
+    def __init__(self, registry: Tabs, user_id: str, socket: Socket) -> None:
+        self.registry = registry
+        self.user_id = user_id
+        self.socket = socket
+        self.outbox = Outbox(registry.capacity)
+        self.conduct: Conduct | None = (
+            None  # created on the first bad frame: most tabs never send one
+        )
+        self._sender: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    def push(self, key: str | None, frame: str) -> None:
+        result = self.outbox.put(key, frame)
+        if result is Put.OVERFLOW:
+            self.close(CLOSE_SLOW, "too slow: the tab stopped reading")
+        elif result is Put.QUEUED and self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._drain())
+
+    def strike(self) -> bool:
+        """Count one bad frame from this tab; True (and the tab closes 1008) on abuse."""
+        if self.conduct is None:
+            self.conduct = Conduct()
+        if self.conduct.strike(self.registry.clock()):
+            self.close(CLOSE_ABUSE, "too many invalid frames")
+            return True
+        return False
+
+    @property
+    def closed(self) -> bool:
+        return self.outbox.closed
+
+    def close(self, code: int, reason: str) -> None:
+        """Stop sending, leave the registry, and close the socket in the background."""
+        if self.outbox.closed:
+            return
+        self.outbox.close()
+        self.registry.remove(self)
+        self.registry.closed_with(code)
+        if self._sender is not None:
+            # A send blocked on a peer that stopped reading would block the close frame too.
+            self._sender.cancel()
+            self._sender = None
+        self._closer = asyncio.get_running_loop().create_task(self._close(code, reason))
+
+    async def _drain(self) -> None:
+        clock = self.registry.clock
+        try:
+            while (frame := self.outbox.take(clock())) is not None:
+                await self.socket.send_text(frame)
+                self.outbox.sent()
+        except Exception:  # the peer went away mid-send: the receive loop will see it
+            self.outbox.close()
+            self.registry.remove(self)
+        finally:
+            if self._sender is asyncio.current_task():
+                self._sender = None
+
+    async def _close(self, code: int, reason: str) -> None:
+        try:
+            await self.socket.close(code, reason)
+        except Exception:  # already gone: nothing left to tell it
+            log.debug("tab of user %s was gone before close %d", self.user_id, code)
+
+
+class Tabs:
+    """The registry: user id -> open tabs, counts, delivery, and the heartbeat sweep."""
+
+    def __init__(
+        self,
+        capacity: int = 16,
+        stuck_after: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.capacity = capacity
+        self.stuck_after = stuck_after
+        self.clock = clock
+        self._by_user: dict[str, dict[Tab, None]] = {}
+        self._count = 0
+        self.opened = 0  # tabs ever opened / removed (the GC policy watches the churn)
+        self.closed = 0
+        self._changed = asyncio.Event()
+        self.on_close: Callable[[int], None] | None = None  # metrics hook: close code
+
+    def open(self, user_id: str, socket: Socket) -> Tab:
+        """A new tab for ``user_id``, registered before anything is sent to it."""
+        tab = Tab(self, user_id, socket)
+        self._by_user.setdefault(user_id, {})[tab] = None
+        self._count += 1
+        self.opened += 1
+        self._signal()
+        return tab
+
+    def remove(self, tab: Tab) -> None:
+        tabs = self._by_user.get(tab.user_id)
+        if tabs is None or tab not in tabs:
+            return
+        del tabs[tab]
+        if not tabs:
+            del self._by_user[tab.user_id]
+        self._count -= 1
+        self.closed += 1
+        self._signal()
+
+    def closed_with(self, code: int) -> None:
+        if self.on_close is not None:
+            self.on_close(code)
+
+    def deliver(self, user_id: str, key: str | None, frame: str) -> int:
+        """Queue ``frame`` on every open tab of ``user_id``; the number of tabs reached."""
+        tabs = self._by_user.get(user_id)
+        if not tabs:
+            return 0
+        for tab in list(tabs):
+            tab.push(key, frame)
+        return len(tabs)
+
+    def of(self, user_id: str) -> list[Tab]:
+        return list(self._by_user.get(user_id, ()))
+
+    def __iter__(self) -> Iterator[Tab]:
+        for tabs in list(self._by_user.values()):
+            yield from list(tabs)
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @property
+    def users(self) -> int:
+        return len(self._by_user)
+
+    def sweep(self) -> int:
+        """Close every tab whose send has been blocked too long; how many were closed."""
+        now = self.clock()
+        stuck = [tab for tab in self if tab.outbox.stuck(now, self.stuck_after)]
+        for tab in stuck:
+            log.info("closing a stuck tab of user %s (1013)", tab.user_id)
+            tab.close(CLOSE_SLOW, "too slow: a send was blocked")
+        return len(stuck)
+
+    async def run_sweeps(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.sweep()
+
+    def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
+        for tab in self:
+            tab.close(code, reason)
+
+    async def wait_until(self, predicate: Callable[[Tabs], bool]) -> None:
+        """Wait (tests, benchmarks: under ``asyncio.timeout``) until ``predicate(self)`` holds."""
+        while not predicate(self):
+            await self._changed.wait()
+
+    def _signal(self) -> None:
+        # Wake every waiter once, then start a fresh event for the next change.
+        self._changed.set()
+        self._changed = asyncio.Event()

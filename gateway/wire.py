@@ -1,0 +1,153 @@
+"""Websocket messages as typed values (design.md §3.4): strict, bounded decode and orjson encode.
+
+Client frames decode into :class:`CallFrame`, :class:`EndedFrame` or :class:`AppliedFrame`, or
+raise :class:`WireError` whose ``code`` goes back to the client in an ``error`` message. Keys a
+frame does not define are ignored, so a newer snippet can talk to an older gateway; the types and
+sizes of the keys we read are checked. Server frames are built here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from rules.model import Decision
+
+Direction = Literal["in", "out"]
+DIRECTIONS: tuple[Direction, ...] = ("in", "out")
+MAX_CALL_ID = 128
+MAX_PHONE = 64
+MAX_SEQ = 2**53
+MAX_LATENCY_MS = 3_600_000.0
+
+# Error codes sent to the client (``error.code``).
+TOO_LARGE = "frame_too_large"
+INVALID_JSON = "invalid_json"
+INVALID_MESSAGE = "invalid_message"
+UNKNOWN_TYPE = "unknown_type"
+INVALID_PHONE = "invalid_phone"
+
+
+class WireError(ValueError):
+    """A client frame we cannot use; ``code`` is one of the error codes above."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class CallFrame:
+    call_id: str
+    phone: str
+    direction: Direction = "in"
+
+
+@dataclass(frozen=True, slots=True)
+class EndedFrame:
+    call_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedFrame:
+    call_id: str
+    seq: int
+    latency_ms: float | None = None  # ring -> applied, measured in the page (an extension)
+
+
+ClientFrame = CallFrame | EndedFrame | AppliedFrame
+
+
+def decode(frame: str | bytes, max_frame: int) -> ClientFrame:
+    """One client text frame -> a typed value, or :class:`WireError`."""
+    if isinstance(frame, bytes):
+        raise WireError(INVALID_MESSAGE, "binary frames are not accepted: send JSON text")
+    if len(frame) > max_frame or (len(frame) * 4 > max_frame and len(frame.encode()) > max_frame):
+        raise WireError(TOO_LARGE, f"frame larger than {max_frame} bytes")
+    try:
+        doc = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        raise WireError(INVALID_JSON, "frame is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise WireError(INVALID_MESSAGE, "frame must be a JSON object with a 'type'")
+    kind = doc.get("type")
+    if kind == "call":
+        direction = doc.get("direction", "in")
+        if direction not in DIRECTIONS:
+            raise WireError(INVALID_MESSAGE, '\'direction\' must be "in" or "out"')
+        return CallFrame(
+            _text(doc, "call_id", MAX_CALL_ID), _text(doc, "phone", MAX_PHONE), direction
+        )
+    if kind == "ended":
+        return EndedFrame(_text(doc, "call_id", MAX_CALL_ID))
+    if kind == "applied":
+        latency = doc.get("latency_ms")
+        if latency is not None and not _number(latency, MAX_LATENCY_MS):
+            raise WireError(INVALID_MESSAGE, "'latency_ms' must be a number of milliseconds")
+        return AppliedFrame(_text(doc, "call_id", MAX_CALL_ID), _seq(doc), latency)
+    if not isinstance(kind, str):
+        raise WireError(INVALID_MESSAGE, "frame must have a string 'type'")
+    raise WireError(
+        UNKNOWN_TYPE, f"unknown message type {kind[:32]!r} (known: call, ended, applied)"
+    )
+
+
+def check_call_id(value: object) -> str:
+    """A call id as the wire and ``POST /api/calls`` accept it."""
+    return _text({"call_id": value}, "call_id", MAX_CALL_ID)
+
+
+def _text(doc: dict[str, Any], key: str, limit: int) -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise WireError(INVALID_MESSAGE, f"'{key}' must be a non-empty string")
+    if len(value) > limit:
+        raise WireError(INVALID_MESSAGE, f"'{key}' is longer than {limit} characters")
+    return value.strip()
+
+
+def _seq(doc: dict[str, Any]) -> int:
+    value = doc.get("seq")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ:
+        raise WireError(INVALID_MESSAGE, "'seq' must be a whole number")
+    return value
+
+
+def _number(value: object, limit: float) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and 0 <= value <= limit
+
+
+def hello(user_id: str, heartbeat: float, version: str) -> str:
+    return _dump({"type": "hello", "user_id": user_id, "heartbeat": heartbeat, "version": version})
+
+
+def paint(call_id: str, seq: int, decision: Decision) -> str:
+    return _dump(
+        {
+            "type": "paint",
+            "call_id": call_id,
+            "seq": seq,
+            "colour": decision.colour,
+            "background": decision.background,
+            "rule": decision.rule,
+            "text": decision.reason,
+        }
+    )
+
+
+def clear(call_id: str) -> str:
+    return _dump({"type": "clear", "call_id": call_id})
+
+
+def error(code: str, message: str) -> str:
+    return _dump({"type": "error", "code": code, "message": message})
+
+
+def _dump(doc: dict[str, object]) -> str:
+    return orjson.dumps(doc).decode()
