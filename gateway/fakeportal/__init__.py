@@ -4,7 +4,7 @@ backend (design.md §3.3). ``FakePortal`` is the entry point; see server.py for 
 from gateway.fakeportal.events import Delivery
 from gateway.fakeportal.faults import Fault
 from gateway.fakeportal.methods import Notification
-from gateway.fakeportal.params import build_nested, encode_form, parse_query
+from gateway.brackets import build_nested, encode_form, parse_query
 from gateway.fakeportal.server import DEFAULT_CODE, FakePortal
 from gateway.fakeportal.store import RestError, normalize_phone
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.fakeportal.methods import Reply, arg
-from gateway.fakeportal.params import parse_query
+from gateway.brackets import parse_query
 from gateway.fakeportal.store import RestError
 
 MAX_COMMANDS = 50

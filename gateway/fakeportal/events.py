@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from gateway.fakeportal.faults import Recorder
-from gateway.fakeportal.params import encode_form
+from gateway.brackets import encode_form
 
 log = logging.getLogger("callguard.fakeportal")
 MEMBER_ID = "d897063e1ce7c5eb9f04b9751eef5915"

@@ -23,7 +23,7 @@ from gateway.fakeportal.control import control_routes
 from gateway.fakeportal.events import Delivery, Events
 from gateway.fakeportal.faults import Fault, Faults, LeakyBucket, Recorder
 from gateway.fakeportal.methods import Context, Methods, Notification, Reply
-from gateway.fakeportal.params import parse_query
+from gateway.brackets import parse_query
 from gateway.fakeportal.store import PortalStore, RestError
 from rules.policy import Status, load_policy
 

@@ -1,7 +1,8 @@
 """PHP-style bracket keys: ``filter[PHONE]=1&values[]=a`` <-> nested dicts and lists.
 
 Bitrix24 reads form bodies, query strings and batch sub-queries the way PHP's ``parse_str`` does,
-and sends its outgoing-webhook events the same way (reference/bitrix24.md §2.4, §6.1).
+and sends its outgoing-webhook events the same way (reference/bitrix24.md §2.4, §6.1). Shared by
+the REST client (batch sub-queries), the fake portal and the events handler.
 """
 
 from __future__ import annotations

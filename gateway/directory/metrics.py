@@ -1,0 +1,33 @@
+"""Directory metrics: cache outcomes and Bitrix24 REST traffic.
+
+Module-level, in a registry of their own: a directory outlives any one app instance, and tests
+build many apps in one process (registering these per app would collide). ``/metrics`` appends
+``generate_latest(REGISTRY)`` to the app's own registry.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+cache_hits = Counter(
+    "callguard_directory_cache_hits", "Lookups answered from the cache", registry=REGISTRY
+)
+cache_misses = Counter(
+    "callguard_directory_cache_misses", "Lookups that went to the source", registry=REGISTRY
+)
+coalesced = Counter(
+    "callguard_directory_coalesced",
+    "Lookups that waited for the same number's lookup already in flight",
+    registry=REGISTRY,
+)
+rest_requests = Counter(
+    "callguard_portal_requests", "Bitrix24 REST requests sent", ["method"], registry=REGISTRY
+)
+rest_errors = Counter(
+    "callguard_portal_errors",
+    "Bitrix24 REST failures by error code (transport failures as TRANSPORT, TIMEOUT, ...)",
+    ["code"],
+    registry=REGISTRY,
+)
