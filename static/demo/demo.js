@@ -456,7 +456,7 @@
     var list = $('cg-numbers');
     var options = $('cg-phones');
     numbers.forEach(function (n) {
-      labels[digits(n.phone)] = n.label;
+      if (!labels[digits(n.phone)]) labels[digits(n.phone)] = n.label;
       options.appendChild(h('option', '', [], {value: n.phone, label: n.label}));
       var item = h('li', '', [h('b', '', n.phone), h('span', '', n.label)], {tabindex: '0'});
       item.addEventListener('click', function () {
@@ -472,6 +472,7 @@
     s.async = true;
     s.setAttribute('data-token', token);
     s.setAttribute('data-debug', '1');
+    if (query.get('ws')) s.setAttribute('data-url', query.get('ws'));
     document.head.appendChild(s);
   }
 
