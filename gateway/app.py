@@ -14,6 +14,7 @@ from gateway.config import Settings
 from gateway.demo import demo_routes
 from gateway.directory import Directory
 from gateway.http import SnippetFiles, healthz, metrics, post_call
+from gateway.portal import build_portal, demo_status_routes, portal_routes
 from gateway.runtime import build_gateway
 from gateway.socket import tab_endpoint
 
@@ -24,13 +25,16 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
     """The gateway app. With ``directory=None`` it builds (and closes) its own from settings;
     a directory passed in stays the caller's to close. Raises ConfigError on bad settings."""
     gateway = build_gateway(settings, directory)
+    portal = build_portal(gateway)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
+        await portal.start()
         try:
             yield
         finally:
+            await portal.stop()
             await gateway.stop()
 
     routes: list[BaseRoute] = [
@@ -39,9 +43,12 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Mount("/static", SnippetFiles(directory=STATIC_DIR, check_dir=False)),
+        *portal_routes(),
     ]
     if settings.demo:
+        routes.extend(demo_status_routes())
         routes.extend(demo_routes(STATIC_DIR))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway
+    app.state.portal = portal
     return app

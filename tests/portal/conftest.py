@@ -1,13 +1,29 @@
 """Fixtures for the portal-integration tests: Redis, fresh data files, the settings they share."""
 
+import asyncio
+import contextlib
+import json
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
+import websockets
+from starlette.applications import Starlette
+from websockets.asyncio.client import ClientConnection
 
+from gateway.app import create_app
 from gateway.approved import RedisStore
+from gateway.config import Settings
+from gateway.directory import Directory
+from gateway.fakeportal import FakePortal
+from gateway.tokens import issue_token
+from gateway.webhooks import Portal
+from tests.support import TEST_SECRET, running_app
+from tests.timing import timeout
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -41,3 +57,70 @@ async def redis_store(redis_url: str, store_key: str) -> AsyncIterator[RedisStor
     yield store
     await store._redis.delete(store_key)
     await store.close()
+
+
+WEBHOOK_TOKEN = "jvh9y1ulvt2m6k5or90v9mg8nn32ozas"
+
+
+def portal_settings(**changes: object) -> Settings:
+    """Test settings with the outgoing webhook's token set (pass webhook_token=None to unset)."""
+    base = Settings(secret=TEST_SECRET, host="127.0.0.1", port=0, webhook_token=WEBHOOK_TOKEN)
+    return base.but(**changes)
+
+
+class Tab:
+    """One browser tab: a real websocket to the gateway, read message by message."""
+
+    def __init__(self, socket: ClientConnection) -> None:
+        self.socket = socket
+
+    async def next(self, kind: str | None = None) -> dict[str, Any]:
+        """The next message (of type ``kind``, skipping others), or fail after a timeout."""
+        async with asyncio.timeout(timeout()):
+            while True:
+                message: dict[str, Any] = json.loads(await self.socket.recv())
+                if kind is None or message["type"] == kind:
+                    return message
+
+
+@contextlib.asynccontextmanager
+async def open_tab(base_url: str, user_id: str) -> AsyncIterator[Tab]:
+    url = base_url.replace("http://", "ws://") + "/ws?token=" + issue_token(TEST_SECRET, user_id)
+    async with websockets.connect(url, compression=None) as socket:
+        tab = Tab(socket)
+        assert (await tab.next("hello"))["user_id"] == user_id
+        yield tab
+
+
+@dataclass
+class Running:
+    url: str
+    app: Starlette
+
+    @property
+    def portal(self) -> Portal:
+        portal: Portal = self.app.state.portal
+        return portal
+
+    @property
+    def events_url(self) -> str:
+        return self.url + "/bitrix/events"
+
+    async def idle(self) -> None:
+        async with asyncio.timeout(timeout()):
+            await self.portal.idle()
+
+
+@contextlib.asynccontextmanager
+async def gateway_running(
+    settings: Settings, directory: Directory | None = None
+) -> AsyncIterator[Running]:
+    app = create_app(settings, directory)
+    async with running_app(app, settings) as url:
+        yield Running(url, app)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakePortal]:
+    async with FakePortal() as portal:
+        yield portal

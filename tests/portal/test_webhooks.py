@@ -1,0 +1,210 @@
+"""POST /bitrix/events on a running gateway (embedded data file): the fake portal posts real
+form-encoded events; tabs are real websockets."""
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway.events import MAX_BODY
+from gateway.fakeportal import FakePortal, encode_form
+from gateway.queues import WorkQueue
+from tests.portal.conftest import WEBHOOK_TOKEN, gateway_running, open_tab, portal_settings
+from tests.timing import timeout
+
+RED_PHONE = "+7 (495) 123-45-67"  # ООО «Ромашка», IN_WORK with user 6: red for user 7
+CALL_EVENTS = ["ONVOXIMPLANTCALLINIT", "ONVOXIMPLANTCALLSTART", "ONVOXIMPLANTCALLEND"]
+
+
+async def post(url: str, body: bytes | str) -> tuple[int, dict[str, Any]]:
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body, headers=headers) as resp,
+    ):
+        return resp.status, await resp.json()
+
+
+async def delivered(fake: FakePortal, count: int) -> list[int | None]:
+    return [d.status for d in await fake.deliveries.wait(count, timeout())]
+
+
+async def test_token_good_wrong_and_missing(fake: FakePortal) -> None:
+    async with (
+        gateway_running(portal_settings()) as gw,
+        open_tab(gw.url, "7") as tab,
+    ):
+        fake.subscribe(gw.events_url, WEBHOOK_TOKEN, ["ONVOXIMPLANTCALLINIT"])
+        fake.subscribe(gw.events_url + "?wrong", "not-the-token", ["ONVOXIMPLANTCALLSTART"])
+        fake.call_init("c1", RED_PHONE)
+        assert await delivered(fake, 1) == [200]
+        fake.call_start("c1", 7)  # wrong token: refused, nothing done
+        assert await delivered(fake, 2) == [200, 401]
+        status, body = await post(
+            gw.events_url,
+            encode_form(
+                {"event": "ONVOXIMPLANTCALLSTART", "data": {"CALL_ID": "c1", "USER_ID": "7"}}
+            ),
+        )
+        assert (status, body) == (
+            401,
+            {"error": "bad_token", "message": "auth[application_token] is missing"},
+        )
+        # A good start of another call: the tab's first paint is that one, so c1 was never painted.
+        fake.events.unsubscribe(gw.events_url + "?wrong")
+        fake.subscribe(gw.events_url + "?start", WEBHOOK_TOKEN, ["ONVOXIMPLANTCALLSTART"])
+        fake.call_init("c2", RED_PHONE)
+        assert await delivered(fake, 3) == [200, 401, 200]
+        fake.call_start("c2", 7)
+        paint = await tab.next("paint")
+        assert (paint["call_id"], paint["colour"]) == ("c2", "red")
+        assert (await delivered(fake, 4))[-1] == 200
+
+
+async def test_without_a_webhook_token_the_endpoint_says_what_to_set() -> None:
+    async with gateway_running(portal_settings(webhook_token=None)) as gw:
+        status, body = await post(gw.events_url, "event=ONCRMLEADADD")
+    assert status == 503
+    assert body == {
+        "error": "webhook_disabled",
+        "message": "POST /bitrix/events is off: set CALLGUARD_WEBHOOK_TOKEN to the outgoing webhook's application token",
+    }
+
+
+async def test_malformed_oversized_and_unknown(fake: FakePortal) -> None:
+    async with gateway_running(portal_settings()) as gw:
+        assert await post(gw.events_url, "event") == (
+            400,
+            {"error": "malformed", "message": "body is not a form: bad query field: 'event'"},
+        )
+        bad_call = encode_form(
+            {
+                "event": "ONVOXIMPLANTCALLSTART",
+                "data": {"CALL_ID": "c1"},
+                "auth": {"application_token": WEBHOOK_TOKEN},
+            }
+        )
+        assert await post(gw.events_url, bad_call) == (
+            400,
+            {
+                "error": "malformed",
+                "message": "ONVOXIMPLANTCALLSTART: data[USER_ID] must be a numeric id, got None",
+            },
+        )
+        status, body = await post(gw.events_url, b"a=" + b"x" * MAX_BODY)
+        assert (status, body["error"]) == (413, "too_large")
+        fake.subscribe(gw.events_url, WEBHOOK_TOKEN, ["ONCRMDEALUPDATE"])
+        fake.emit("ONCRMDEALUPDATE", {"FIELDS": {"ID": "5"}})
+        assert await delivered(fake, 1) == [200]
+        status, body = await post(
+            gw.events_url,
+            encode_form({"event": "ONAPPTEST", "auth": {"application_token": WEBHOOK_TOKEN}}),
+        )
+        assert (status, body) == (200, {"ok": True, "ignored": "ONAPPTEST"})
+
+
+async def test_call_start_paints_and_call_end_clears(fake: FakePortal) -> None:
+    async with (
+        gateway_running(portal_settings()) as gw,
+        open_tab(gw.url, "7") as tab,
+    ):
+        fake.subscribe(gw.events_url, WEBHOOK_TOKEN, CALL_EVENTS)
+        fake.call_init("c1", RED_PHONE)
+        await delivered(fake, 1)
+        fake.call_start("c1", 7)
+        paint = await tab.next()
+        assert (paint["type"], paint["call_id"], paint["colour"], paint["seq"]) == (
+            "paint",
+            "c1",
+            "red",
+            1,
+        )
+        fake.call_end("c1", RED_PHONE, 7)
+        assert await tab.next() == {"type": "clear", "call_id": "c1"}
+
+
+async def test_call_start_keeps_the_tabs_own_paint(fake: FakePortal) -> None:
+    async with (
+        gateway_running(portal_settings()) as gw,
+        open_tab(gw.url, "7") as tab,
+    ):
+        fake.subscribe(gw.events_url, WEBHOOK_TOKEN, CALL_EVENTS)
+        await tab.socket.send(
+            '{"type":"call","call_id":"c1","phone":"84951234567","direction":"in"}'
+        )
+        assert (await tab.next())["seq"] == 1
+        fake.call_init("c1", RED_PHONE)
+        fake.call_start("c1", 7)
+        await delivered(fake, 2)
+        await gw.idle()
+        fake.call_end("c1", RED_PHONE, 7)
+        assert await tab.next() == {"type": "clear", "call_id": "c1"}  # no second paint came first
+
+
+async def test_start_before_init_and_end_before_start(fake: FakePortal) -> None:
+    async with (
+        gateway_running(portal_settings()) as gw,
+        open_tab(gw.url, "7") as tab,
+    ):
+        fake.subscribe(gw.events_url, WEBHOOK_TOKEN, CALL_EVENTS)
+        # The portal's queue does not promise order.
+        fake.call_start("late-init", 7)
+        await delivered(fake, 1)
+        fake.call_init("ended", RED_PHONE)
+        await delivered(fake, 2)
+        fake.call_end("ended", RED_PHONE, 7)
+        await delivered(fake, 3)
+        fake.call_start("ended", 7)  # after its end: must not paint a finished call
+        await delivered(fake, 4)
+        fake.call_init("late-init", RED_PHONE)
+        paint = await tab.next("paint")
+        assert (paint["call_id"], paint["colour"]) == ("late-init", "red")
+
+
+async def test_a_full_queue_drops_instead_of_growing() -> None:
+    gate = asyncio.Event()
+    handled: list[int] = []
+
+    async def handle(item: int) -> None:
+        await gate.wait()
+        handled.append(item)
+
+    queue: WorkQueue[int] = WorkQueue("test", handle, capacity=2, workers=1)
+    queue.start()
+    try:
+        assert queue.offer(1)
+        await asyncio.sleep(0)  # the worker takes item 1 and blocks on the gate
+        assert queue.offer(2)
+        assert queue.offer(3)
+        assert not queue.offer(4)
+        assert queue.size == 2
+        gate.set()
+        async with asyncio.timeout(timeout()):
+            await queue.join()
+        assert handled == [1, 2, 3]
+    finally:
+        await queue.stop()
+
+
+async def test_a_failing_item_does_not_stop_the_worker(caplog: pytest.LogCaptureFixture) -> None:
+    handled: list[int] = []
+
+    async def handle(item: int) -> None:
+        if item == 1:
+            raise RuntimeError("boom")
+        handled.append(item)
+
+    queue: WorkQueue[int] = WorkQueue("test", handle, capacity=4, workers=1)
+    queue.start()
+    try:
+        queue.offer(1)
+        queue.offer(2)
+        async with asyncio.timeout(timeout()):
+            await queue.join()
+        assert handled == [2]
+        assert "test: handling 1 failed" in caplog.text
+    finally:
+        await queue.stop()
+    with pytest.raises(ValueError, match="capacity and workers must be at least 1"):
+        WorkQueue("bad", handle, capacity=0, workers=1)
