@@ -79,6 +79,18 @@ class Faults:
         self.requests: Counter[str] = Counter()  # HTTP requests by method ("batch" is one)
         self.commands: Counter[str] = Counter()  # methods run, batch sub-commands included
         self.released = asyncio.Event()  # set on close: hung requests give up
+        self._arrived = asyncio.Event()
+
+    def count(self, method: str) -> None:
+        self.requests[method] += 1
+        self._arrived.set()
+
+    async def requests_seen(self, count: int, within: float = 5.0) -> None:
+        """Wait until ``count`` HTTP requests arrived (since the last reset)."""
+        async with asyncio.timeout(within):
+            while sum(self.requests.values()) < count:
+                self._arrived.clear()
+                await self._arrived.wait()
 
     def add(self, fault: Fault) -> Fault:
         self.active.append(fault)

@@ -262,7 +262,7 @@ class FakePortal:
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         started = time.time()
         method = request.match_info["method"].lower().removesuffix(".json")
-        self.faults.requests[method] += 1
+        self.faults.count(method)
         delay = self.faults.delay(method)
         if delay > 0:
             await asyncio.sleep(delay)
