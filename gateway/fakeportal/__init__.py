@@ -1,10 +1,10 @@
 """A Bitrix24 REST + outgoing-webhook emulator over a data file: the test double, demo and load-test
 backend (design.md §3.3). ``FakePortal`` is the entry point; see server.py for its API."""
 
+from gateway.brackets import build_nested, encode_form, parse_query
 from gateway.fakeportal.events import Delivery
 from gateway.fakeportal.faults import Fault
 from gateway.fakeportal.methods import Notification
-from gateway.brackets import build_nested, encode_form, parse_query
 from gateway.fakeportal.server import DEFAULT_CODE, FakePortal
 from gateway.fakeportal.store import RestError, normalize_phone
 

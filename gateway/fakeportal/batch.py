@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.fakeportal.methods import Reply, arg
 from gateway.brackets import parse_query
+from gateway.fakeportal.methods import Reply, arg
 from gateway.fakeportal.store import RestError
 
 MAX_COMMANDS = 50

@@ -17,8 +17,8 @@ from typing import Any
 
 import aiohttp
 
-from gateway.fakeportal.faults import Recorder
 from gateway.brackets import encode_form
+from gateway.fakeportal.faults import Recorder
 
 log = logging.getLogger("callguard.fakeportal")
 MEMBER_ID = "d897063e1ce7c5eb9f04b9751eef5915"

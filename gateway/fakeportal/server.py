@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.brackets import parse_query
 from gateway.config import DEFAULT_STATUS_FIELD
 from gateway.directory.datafile import Dataset, load_dataset
 from gateway.fakeportal.batch import run_batch, time_block
@@ -23,7 +24,6 @@ from gateway.fakeportal.control import control_routes
 from gateway.fakeportal.events import Delivery, Events
 from gateway.fakeportal.faults import Fault, Faults, LeakyBucket, Recorder
 from gateway.fakeportal.methods import Context, Methods, Notification, Reply
-from gateway.brackets import parse_query
 from gateway.fakeportal.store import PortalStore, RestError
 from rules.policy import Status, load_policy
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from gateway.directory.bitrix import BitrixError
 from gateway.directory.build import build_directory, source_directory
 from gateway.directory.cache import CachedDirectory, decode, encode
 from gateway.directory.datafile import Dataset, findings_for
@@ -125,12 +128,8 @@ async def test_failures_are_not_cached(
 ) -> None:
     fake_portal.fail("crm.duplicate.findbycomm", 500, "INTERNAL_SERVER_ERROR", "boom", times=6)
     for _ in range(2):
-        try:
+        with pytest.raises(BitrixError, match="INTERNAL_SERVER_ERROR"):
             await rest_directory.lookup(ROMASHKA)
-        except Exception as err:
-            assert "INTERNAL_SERVER_ERROR" in str(err)
-        else:
-            raise AssertionError("the lookup should have failed")
     assert (await rest_directory.lookup(ROMASHKA)).companies[0].id == "10"
 
 

@@ -109,7 +109,8 @@ async def test_a_hanging_portal_ends_the_lookup_at_its_deadline(
     assert isinstance(err, BitrixTimeout)
     assert isinstance(err, TimeoutError)
     [line] = warnings(caplog)
-    assert "batch" in line and "TIMEOUT" in line
+    assert "batch" in line
+    assert "TIMEOUT" in line
 
 
 async def test_garbage_ends_the_lookup_with_a_transport_error(
