@@ -153,6 +153,7 @@
   function crmLayout() {
     var closeBtn = h('div', 'im-phone-call-top-close-btn', '×', {title: 'Закрыть (close)'});
     closeBtn.addEventListener('click', hangUp);
+    var card = (view.customer || '').split(' — ');
     return h('div', 'im-phone-call-top-level', [
       h('div', 'im-phone-call-top-level-buttons', [closeBtn]),
       h('div', 'im-phone-call-wrapper im-phone-call-wrapper-without-sidebar', [
@@ -164,7 +165,8 @@
           ]),
           h('div', 'im-phone-call-crm-card', [
             h('div', '', [
-              h('div', 'cg-card-title', view.customer || 'Не найден в CRM (not in CRM)'),
+              h('div', 'cg-card-title', card[0] || 'Не найден в CRM (not in CRM)'),
+              h('div', 'cg-card-detail', card.slice(1).join(' — ')),
               h('div', 'cg-card-phone', view.phone),
             ], {id: 'crm-card-detail-container'}),
           ]),
