@@ -164,7 +164,14 @@ class CachedDirectory:
             task.cancel()
         self._inflight.clear()
         await self.inner.close()
-        await self.cache.close()
+        client = getattr(self.cache, "client", None)
+        if client is not None and hasattr(client, "aclose"):
+            # aiocache 0.12's RedisCache.close() calls redis' deprecated client.close() and
+            # leaves the connection pool it built open: close both the redis>=5 way.
+            await client.aclose()
+            await client.connection_pool.disconnect()
+        else:
+            await self.cache.close()
 
 
 def redis_cache(url: str, namespace: str = "callguard:directory:") -> BaseCache:

@@ -1,0 +1,67 @@
+"""The same cache on the real Redis at 127.0.0.1:6379: a backend swap, no code change."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.directory.build import build_directory
+from gateway.directory.cache import CachedDirectory, redis_cache
+from gateway.fakeportal import FakePortal
+from tests.directory.conftest import portal_settings
+
+pytestmark = pytest.mark.redis
+REDIS = "redis://127.0.0.1:6379/0"
+
+
+def redis_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture
+async def shared(fake_portal: FakePortal) -> AsyncIterator[tuple[CachedDirectory, CachedDirectory]]:
+    """Two gateway processes' directories sharing one Redis namespace."""
+    if not redis_reachable():
+        if os.environ.get("CI"):
+            pytest.fail("Redis is not reachable at 127.0.0.1:6379 (CI needs it)")
+        pytest.skip("Redis is not reachable at 127.0.0.1:6379; start it to run this test")
+    namespace = f"callguard-test-{uuid.uuid4().hex}:"
+    settings = portal_settings(fake_portal)
+    one = build_directory(settings, cache=redis_cache(REDIS, namespace))
+    two = build_directory(settings, cache=redis_cache(REDIS, namespace))
+    yield one, two
+    await one.cache.clear()
+    await one.close()
+    await two.close()
+
+
+async def test_a_lookup_cached_by_one_process_is_warm_for_another(
+    shared: tuple[CachedDirectory, CachedDirectory], fake_portal: FakePortal
+) -> None:
+    one, two = shared
+    first = await one.lookup("+74951234567")
+    fake_portal.reset_counters()
+    assert await two.lookup("+74951234567") == first
+    assert (await two.lookup("+79990000000")).empty  # negative entries too
+    assert (await one.lookup("+79990000000")).empty
+    assert fake_portal.requests == {"crm.duplicate.findbycomm": 3}
+
+
+async def test_an_entity_invalidated_by_one_process_is_gone_for_the_other(
+    shared: tuple[CachedDirectory, CachedDirectory], fake_portal: FakePortal
+) -> None:
+    one, two = shared
+    await one.lookup("+79160001122")  # contact 20 of company 10
+    assert await two.phones_for("company", 10) == {"+79160001122"}
+    assert await two.invalidate_entity("company", 10) == {"+79160001122"}
+    fake_portal.reset_counters()
+    await one.lookup("+79160001122")
+    assert fake_portal.requests == {"crm.duplicate.findbycomm": 3, "batch": 1}
