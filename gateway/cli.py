@@ -9,8 +9,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from gateway import __version__
+
+if TYPE_CHECKING:
+    from rules.model import Findings
 
 
 class UsageError(Exception):
@@ -69,6 +73,24 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--user", required=True, help="the Bitrix24 user id")
     p.add_argument("--ttl", type=float, default=12 * 3600, help="lifetime, seconds (default 12 h)")
     p.set_defaults(handler=_token)
+
+    p = sub.add_parser("setup-portal", help="create the status field; print the webhook setup")
+    p.add_argument("--portal", help="incoming-webhook base URL (default: CALLGUARD_PORTAL_URL)")
+    p.add_argument("--rules", help="rules file (default: CALLGUARD_RULES or the bundled one)")
+    p.add_argument("--check", action="store_true", help="change nothing; list what is missing")
+    p.set_defaults(handler=_setup_portal)
+
+    p = sub.add_parser("fake-portal", help="a Bitrix24 REST + events emulator over a data file")
+    p.add_argument("--data", help="data file (default: the bundled demo data)")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8090, help="listen port, 0 = any (default: 8090)")
+    p.add_argument("--latency", type=float, default=0.0, help="added to every request, ms")
+    p.add_argument("--code", default="fake0webhook0code", help="the incoming webhook's code")
+    p.add_argument("--rate-limit", metavar="BURST/PER_S", help="leaky bucket, e.g. 50/2 (off)")
+    p.add_argument(
+        "--without-status-field", action="store_true", help="start without the status field"
+    )
+    p.set_defaults(handler=_fake_portal)
     return parser
 
 
@@ -89,12 +111,13 @@ def _explain(args: argparse.Namespace) -> int:
     if not caller.isdigit():
         raise UsageError(f"--caller must be a Bitrix24 user id (digits), not {args.caller!r}")
     if args.portal:
-        raise UsageError("--portal needs the Bitrix24 REST directory, which is not built yet")
-    try:
-        directory = DataFileDirectory(load_dataset(args.directory), region)
-    except DataFileError as err:
-        raise UsageError(str(err)) from None
-    findings = asyncio.run(directory.lookup(phone))
+        findings = _portal_lookup(args.portal, phone, region)
+    else:
+        try:
+            directory = DataFileDirectory(load_dataset(args.directory), region)
+        except DataFileError as err:
+            raise UsageError(str(err)) from None
+        findings = asyncio.run(directory.lookup(phone))
     decision = decide(findings, caller, policy)
     if args.json:
         out = {**decision.to_dict(), "phone": phone, "caller": caller}
@@ -161,4 +184,79 @@ def _token(args: argparse.Namespace) -> int:
         print(launch.token(args.user, args.ttl))
     except (ConfigError, ValueError) as err:
         raise UsageError(str(err)) from None
+    return 0
+
+
+def _setup_portal(args: argparse.Namespace) -> int:
+    from gateway.setup_portal import SetupError, command
+
+    try:
+        return command(args.portal, args.rules, args.check)
+    except SetupError as err:
+        raise UsageError(str(err)) from None
+
+
+def _portal_lookup(url: str, phone: str, region: str) -> Findings:
+    """``explain --portal``: one REST lookup, no cache, a generous deadline."""
+    import asyncio
+    import os
+
+    from gateway.config import DEFAULT_STATUS_FIELD, mask_url
+    from gateway.directory.bitrix import BitrixClient, BitrixError
+    from gateway.directory.portal import BitrixDirectory
+
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--portal must be an http(s) URL, got {mask_url(url)!r}")
+    field = os.environ.get("CALLGUARD_STATUS_FIELD") or DEFAULT_STATUS_FIELD
+
+    async def run() -> Findings:
+        directory = BitrixDirectory(BitrixClient(url), field, region, deadline=10.0)
+        try:
+            return await directory.lookup(phone)
+        finally:
+            await directory.close()
+
+    try:
+        return asyncio.run(run())
+    except BitrixError as err:
+        raise UsageError(str(err)) from None
+
+
+def _fake_portal(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.directory.datafile import DataFileError, load_dataset
+    from gateway.fakeportal import FakePortal
+
+    try:
+        data = load_dataset(args.data)
+    except DataFileError as err:
+        raise UsageError(str(err)) from None
+    rate: tuple[int, float] | None = None
+    if args.rate_limit:
+        burst, _, per_second = args.rate_limit.partition("/")
+        try:
+            rate = (int(burst), float(per_second))
+        except ValueError:
+            raise UsageError(f"--rate-limit must look like 50/2, not {args.rate_limit!r}") from None
+
+    async def run() -> None:
+        portal = FakePortal(
+            data,
+            code=args.code,
+            host=args.host,
+            port=args.port,
+            latency=args.latency / 1000,
+            rate_limit=rate,
+            with_status_field=not args.without_status_field,
+        )
+        await portal.start()
+        print(f"fake portal listening on {portal.url}", flush=True)
+        print(f"CALLGUARD_PORTAL_URL={portal.webhook_url}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await portal.close()
+
+    asyncio.run(run())
     return 0
