@@ -60,9 +60,10 @@ class Gateway:
 
     def __post_init__(self) -> None:
         s = self.settings
-        # A send blocked for half a heartbeat means the peer stopped reading; the sweep runs
-        # four times per heartbeat so such a tab is closed well before the ping gives up on it.
-        self.tabs = Tabs(capacity=s.tab_queue, stuck_after=s.heartbeat / 2)
+        # A send blocked for a quarter heartbeat means the peer stopped reading; the sweep runs
+        # eight times per heartbeat, so such a tab is closed (1013) before the websocket ping,
+        # which the stopped peer cannot answer either, gives up on it (1011).
+        self.tabs = Tabs(capacity=s.tab_queue, stuck_after=s.heartbeat / 4)
         self.tabs.on_close = lambda code: self.metrics.tab_closes.labels(str(code)).inc()
         self.fanout: Fanout = LocalFanout(self.tabs)
         self.calls = Calls(
@@ -88,7 +89,7 @@ class Gateway:
 
     async def start(self) -> None:
         self._sweeper = asyncio.get_running_loop().create_task(
-            self.tabs.run_sweeps(self.settings.heartbeat / 4)
+            self.tabs.run_sweeps(self.settings.heartbeat / 8)
         )
         self.lag.start()
         self.gc.start()

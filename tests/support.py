@@ -26,9 +26,14 @@ from tests.timing import timeout
 TEST_SECRET = "test-secret-0123456789abcdef-0123456789"
 
 
-def test_settings(**changes: object) -> Settings:
+def gateway_settings(**changes: object) -> Settings:
     """Settings for tests: a fixed secret, loopback, everything else at its default."""
     return Settings(secret=TEST_SECRET, host="127.0.0.1", port=0).but(**changes)
+
+
+# The first name other test packages import; ``__test__`` stops pytest collecting it as a test.
+test_settings = gateway_settings
+setattr(gateway_settings, "__test__", False)  # noqa: B010 - a function attribute pytest reads
 
 
 @contextlib.asynccontextmanager
@@ -64,6 +69,6 @@ async def running_gateway(
     settings: Settings | None = None, directory: Directory | None = None
 ) -> AsyncIterator[str]:
     """``create_app(settings, directory)`` served on loopback; yields ``http://127.0.0.1:PORT``."""
-    settings = settings or test_settings()
+    settings = settings or gateway_settings()
     async with running_app(create_app(settings, directory), settings) as base_url:
         yield base_url
