@@ -1,7 +1,6 @@
-/* Callguard: colours the Bitrix24 call popup as the gateway decides (design.md 3.6).
- * <script src=".../static/callguard.js" data-token="JWT" [data-url="wss://..."] [data-debug] async>
- * Window events 'callguard:hello|paint|clear|error|close' carry the message as event.detail;
- * a paint's detail gains latency_ms (ring -> colour on screen) once applied. */
+/* Callguard: colours the Bitrix24 call popup (design.md 3.6). Tag: src, data-token, [data-url],
+ * [data-debug]. Window events 'callguard:hello|paint|clear|error|close' carry the message as
+ * event.detail; an applied paint's has latency_ms (ring -> colour on screen). */
 (function (w, d) {
   'use strict';
   if (w.__callguard) return;
@@ -11,8 +10,8 @@
   if (!token) return;
   var dbg = /^(|1|true|yes)$/.test(tag.getAttribute('data-debug'));
   var POP = 'im-phone-call-view', MINI = '.im-phone-call-panel-mini', NUM = /\+?\d[\d\s().-]{5,}\d/;
-  var ws, ready = false, tries = 0, stop = false, bx = false, timer = 0, popAt = 0;
-  var cur = null, outbox = []; // the call on screen; 'ended' messages waiting for the socket
+  var ws, ready, stop, bx, timer, tries = 0, popAt = 0;
+  var cur, outbox = []; // the call on screen; 'ended' frames waiting for the socket
 
   function log(a, b) { if (dbg) try { console.log('[callguard]', a, b === void 0 ? '' : b); } catch (e) {} }
   function safe(fn) {
@@ -25,7 +24,7 @@
     if (ready) try { ws.send(JSON.stringify(m)); return true; } catch (e) { log(e); }
     return false;
   }
-  function rnd() { return Math.random().toString(36).slice(2); }
+  function uid(p) { return p + Math.random().toString(36).slice(2); }
   function popup() { return d.getElementById(POP); }
 
   // A style rule survives the popup replacing its layout element.
@@ -131,7 +130,7 @@
     }));
     B.addCustomEvent(w, 'CallCard::EntityChanged', safe(function (e) {
       var ph = e && e.PHONE_NUMBER;
-      if (ph && !cur) start('card-' + rnd(), ph, 'in', true);
+      if (ph && !cur) start(uid('card-'), ph, 'in', true);
     }));
     B.addCustomEvent(w, 'CallCard::AfterClose', safe(function () { if (cur) end(cur.id); }));
   }
@@ -143,7 +142,7 @@
     el = p.querySelector('.im-phone-calling-progress-phone');
     num = NUM.exec(el ? el.textContent : '') || NUM.exec(p.textContent);
     el = p.querySelector('.im-phone-calling-text,.im-phone-call-title-text');
-    if (num) start('dom-' + rnd(), num[0], /сход|outgoing/i.test(el && el.textContent) ? 'out' : 'in', 1);
+    if (num) start(uid('dom-'), num[0], /сход|outgoing/i.test(el && el.textContent) ? 'out' : 'in', 1);
   }
   function observe() {
     var t = 0;

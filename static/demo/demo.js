@@ -16,6 +16,8 @@
   var query = new URLSearchParams(location.search);
   var userId = query.get('user') || '';
   var PORTAL_LINE = '+7 (495) 000-00-00';
+  // How long the `outgoing` pull event takes to follow a dial (?pull_ms=, default 200 ms).
+  var PULL_MS = Math.max(0, parseInt(query.get('pull_ms') || '200', 10) || 0);
 
   function $(id) {
     return document.getElementById(id);
@@ -369,7 +371,7 @@
         {callId: newCallId(), phoneNumber: number, callDevice: 'WEBRTC', showCrmCard: true, config: {}},
         {server_time: new Date().toISOString()},
       ]);
-    }, 200);
+    }, PULL_MS);
   }
 
   // ---- what the snippet reports --------------------------------------------------------------

@@ -26,6 +26,12 @@ window.__cg = {paints: [], hellos: 0, closes: []};
 addEventListener('callguard:paint', function (e) { __cg.paints.push(e.detail); });
 addEventListener('callguard:hello', function () { __cg.hellos += 1; });
 addEventListener('callguard:close', function (e) { __cg.closes.push(e.detail.code); });
+window.__cg.unstyled = 0;  // how many times the snippet's style rule left the page
+new MutationObserver(function (records) {
+  records.forEach(function (r) {
+    [].forEach.call(r.removedNodes, function (n) { if (n.id === 'callguard-style') __cg.unstyled++; });
+  });
+}).observe(document, {childList: true, subtree: true});
 """
 
 HAS_BACKGROUND = """([selector, colour]) => {
@@ -83,6 +89,11 @@ class DemoPage:
     async def closes(self) -> list[int]:
         codes: list[int] = await self.page.evaluate("window.__cg.closes")
         return codes
+
+    async def unstyled(self) -> int:
+        """How many times the snippet's style rule was removed since the page opened."""
+        count: int = await self.page.evaluate("window.__cg.unstyled")
+        return count
 
     async def styled(self) -> bool:
         """Whether the snippet's style rule is in the page."""

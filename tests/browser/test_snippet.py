@@ -22,11 +22,12 @@ APPLIED_COUNT = "callguard_ring_to_applied_seconds_count"
 
 
 async def metric(base: str, name: str) -> float:
+    """One sample of the gateway's /metrics, by its full name (labels included); 0 if absent."""
     async with httpx.AsyncClient() as client:
         response = await client.get(f"{base}/metrics")
     response.raise_for_status()
     for line in response.text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "{"):
+        if line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
@@ -64,7 +65,13 @@ async def test_a_foreign_client_turns_the_popup_red_and_it_follows_the_popup(
     with capsys.disabled():
         print(f"\n    ring -> applied (measured in the page): {paint['latency_ms']} ms")
 
-    # The CRM card replaces the simple layout element: the new wrapper is red as well.
+    # Answering re-renders the popup, and the CRM card replaces the simple layout element with
+    # the CRM one: each new wrapper element is red as well.
+    ringing = await demo.page.query_selector(WRAPPER)
+    assert ringing is not None
+    await demo.page.click("#im-phone-call-view .im-phone-call-btn-green")
+    assert not await ringing.evaluate("e => e.isConnected")
+    assert await demo.background(WRAPPER) == RED
     simple = await demo.page.query_selector(WRAPPER)
     assert simple is not None
     await demo.page.click("#cg-crm")
@@ -116,6 +123,27 @@ async def test_an_outgoing_call_is_coloured(demo: DemoPage) -> None:
     assert "Исходящий" in await demo.page.inner_text(".im-phone-calling-text")
     await demo.page.click("#cg-hangup")
     assert not await demo.styled()
+
+
+async def test_a_popup_seen_before_its_pull_event_keeps_its_colour_when_the_call_id_arrives(
+    demo: DemoPage,
+) -> None:
+    # The popup opens at the dial; the snippet falls back to the popup's number before the
+    # `outgoing` pull event brings the real call id 0.8 s later. Then it moves to that id.
+    await demo.open(user="7", pull_ms="800")
+    await demo.connected()
+    await demo.dial(ROMASHKA)
+    await demo.wait_background(WRAPPER, RED, timeout(1))
+    await demo.page.wait_for_function(
+        "window.__cg.paints.some(p => p.call_id.startsWith('externalCall.'))",
+        timeout=ms(timeout(1)),
+    )
+    # Two calls reached the gateway (the DOM-named one, then the real one), one is left, and
+    # the colour never left the popup in between.
+    await wait_metric(demo.base, 'callguard_calls_total{source="ws"}', 2)
+    await wait_metric(demo.base, "callguard_active_calls", 1)
+    assert await demo.unstyled() == 0
+    assert await demo.background(WRAPPER) == RED
 
 
 async def test_the_manager_who_owns_the_client_gets_no_colour(demo: DemoPage) -> None:
