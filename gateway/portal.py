@@ -4,8 +4,8 @@ directory in use, the ``/bitrix/events`` route, and the demo's status-change rou
 - Embedded data file: the guard works on the data file (:mod:`gateway.statuses_datafile`); a
   change re-indexes the file. Administrators are ``CALLGUARD_ADMINS`` plus the data file's
   ``"admin": true`` users.
-- Bitrix24 REST: the guard works through the REST client; a CRM event drops the entity's numbers
-  from the lookup cache (those cached for it and those it has now).
+- Bitrix24 REST: the guard works through the REST directory's client; a CRM event drops the
+  entity's numbers from the lookup cache (those cached for it and those it has now).
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.approved import open_store
+from gateway.directory.cache import CachedDirectory
 from gateway.directory.datafile import DataFileDirectory, Dataset
+from gateway.directory.portal import BitrixDirectory
 from gateway.http import failure, json_response
 from gateway.runtime import Gateway
 from gateway.statuses import StatusGuard
 from gateway.statuses_datafile import DataFileStatusPortal, UnknownEntity
+from gateway.statuses_rest import RestStatusPortal
 from gateway.webhooks import Portal, Refresh
 from rules.phones import try_normalize
 
@@ -27,15 +30,21 @@ from rules.phones import try_normalize
 def build_portal(gateway: Gateway) -> Portal:
     settings = gateway.settings
     directory = gateway.directory
+    cache = directory if isinstance(directory, CachedDirectory) else None
+    source = cache.inner if cache is not None else directory
     guard: StatusGuard | None = None
     refresh: Refresh | None = None
-    if isinstance(directory, DataFileDirectory):
-        data = directory.data
+    store = open_store(settings.redis_url)
+    if isinstance(source, DataFileDirectory):
+        data = source.data
         admins = (*settings.admins, *(u.id for u in data.users.values() if u.admin))
-        guard = StatusGuard(
-            DataFileStatusPortal(data), open_store(settings.redis_url), gateway.policy, admins
-        )
-        refresh = _datafile_refresh(directory)
+        guard = StatusGuard(DataFileStatusPortal(data), store, gateway.policy, admins)
+        refresh = _datafile_refresh(source, cache)
+    elif isinstance(source, BitrixDirectory):
+        rest = RestStatusPortal(source.client, settings.status_field)
+        guard = StatusGuard(rest, store, gateway.policy, settings.admins)
+        if cache is not None:
+            refresh = _rest_refresh(rest, cache, settings.region)
     return Portal(
         settings.webhook_token,
         gateway.calls,
@@ -45,10 +54,28 @@ def build_portal(gateway: Gateway) -> Portal:
     )
 
 
-def _datafile_refresh(directory: DataFileDirectory) -> Refresh:
+def _datafile_refresh(directory: DataFileDirectory, cache: CachedDirectory | None) -> Refresh:
     async def refresh(kind: str, entity_id: str, deleted: bool) -> set[str]:
         directory.reindex()
-        return entity_phones(directory.data, kind, entity_id, directory.region)
+        phones = entity_phones(directory.data, kind, entity_id, directory.region)
+        if cache is not None:
+            phones |= await cache.invalidate_entity(kind, entity_id)
+            for phone in phones:
+                await cache.invalidate_phone(phone)
+        return phones
+
+    return refresh
+
+
+def _rest_refresh(rest: RestStatusPortal, cache: CachedDirectory, region: str) -> Refresh:
+    async def refresh(kind: str, entity_id: str, deleted: bool) -> set[str]:
+        # The numbers cached for the entity (its old ones), then the ones it has now: a new
+        # phone may sit in the cache as "nothing found" until dropped here.
+        old = await cache.invalidate_entity(kind, entity_id)
+        new = set() if deleted else await rest.entity_phones(kind, entity_id, region)
+        for phone in new - old:
+            await cache.invalidate_phone(phone)
+        return old | new
 
     return refresh
 

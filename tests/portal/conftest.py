@@ -11,14 +11,18 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 import websockets
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection
 
 from gateway.app import create_app
+from gateway.approved import KEY as APPROVED_KEY
 from gateway.approved import RedisStore
 from gateway.config import Settings
 from gateway.directory import Directory
+from gateway.directory.build import build_directory
+from gateway.events import HANDLED_EVENTS
 from gateway.fakeportal import FakePortal
 from gateway.tokens import issue_token
 from gateway.webhooks import Portal
@@ -124,3 +128,41 @@ async def gateway_running(
 async def fake() -> AsyncIterator[FakePortal]:
     async with FakePortal() as portal:
         yield portal
+
+
+ALL_EVENTS = sorted(HANDLED_EVENTS)
+# A Redis database of the tests' own: the approved statuses live under a fixed key there, so a
+# test run never meets another run's statuses (the fixture empties it before and after).
+TEST_REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+def rest_settings(portal: FakePortal, **changes: object) -> Settings:
+    """A gateway on the fake portal's REST API; its client-side rate limit opened up."""
+    return portal_settings(
+        portal_url=portal.webhook_url, rate_burst=100_000, rate_per_second=10_000.0, **changes
+    )
+
+
+@contextlib.asynccontextmanager
+async def rest_gateway(portal: FakePortal, **changes: object) -> AsyncIterator[Running]:
+    """A gateway over ``portal``, subscribed to all its events as the outgoing webhook."""
+    settings = rest_settings(portal, **changes)
+    directory = build_directory(settings)
+    try:
+        async with gateway_running(settings, directory) as gw:
+            portal.subscribe(gw.events_url, WEBHOOK_TOKEN, ALL_EVENTS)
+            try:
+                yield gw
+            finally:
+                portal.events.unsubscribe(gw.events_url)
+    finally:
+        await directory.close()
+
+
+@pytest.fixture
+async def approved_redis(redis_url: str) -> AsyncIterator[str]:
+    client = aioredis.from_url(TEST_REDIS_URL)
+    await client.delete(APPROVED_KEY)
+    yield TEST_REDIS_URL
+    await client.delete(APPROVED_KEY)
+    await client.aclose()
