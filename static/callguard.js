@@ -10,7 +10,7 @@
   if (!token) return;
   var dbg = /^(|1|true|yes)$/.test(tag.getAttribute('data-debug'));
   var POP = 'im-phone-call-view', MINI = '.im-phone-call-panel-mini', NUM = /\+?\d[\d\s().-]{5,}\d/;
-  var ws, ready, stop, bx, timer, tries = 0, popAt = 0;
+  var ws, ready, stop, bx, timer, done, tries = 0, popAt = 0;
   var cur, outbox = []; // the call on screen; 'ended' frames waiting for the socket
 
   function log(a, b) { if (dbg) try { console.log('[callguard]', a, b === void 0 ? '' : b); } catch (e) {} }
@@ -57,10 +57,12 @@
     log('call', cur);
     send(callMsg());
   }
-  function end(id, keep) {
+  function end(id, keep, quiet) {
     if (!cur || cur.id !== id) return;
     cur = null;
+    done = popup(); // a popup outliving its call is not a new call
     if (!keep) paint();
+    if (quiet) return;
     var m = {type: 'ended', call_id: id};
     if (!send(m)) outbox.push(m);
   }
@@ -82,10 +84,7 @@
         send({type: 'applied', call_id: m.call_id, seq: m.seq, latency_ms: m.latency_ms = ms});
         log('applied, ms', ms);
       }
-    } else if (t === 'clear' && cur && cur.id === m.call_id) {
-      cur = null;
-      paint();
-    }
+    } else if (t === 'clear') end(m.call_id, 0, 1);
     emit(t, m);
   }
 
@@ -138,7 +137,7 @@
   // Fallback: the popup appearing starts a call (no BX events); it going away ends it.
   function fromDom() {
     var p = popup(), el, num;
-    if (cur || !p) return;
+    if (cur || !p || p === done) return;
     el = p.querySelector('.im-phone-calling-progress-phone');
     num = NUM.exec(el ? el.textContent : '') || NUM.exec(p.textContent);
     el = p.querySelector('.im-phone-calling-text,.im-phone-call-title-text');

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, BrowserContext, async_playwright
 
-from gateway.config import Settings
-from tests.browser.demo import DemoPage
+from tests.browser.demo import DemoPage, OpenDemo, demo_settings
 from tests.support import running_gateway
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -29,11 +28,6 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SECRET = "browser-tests-secret-0123456789abcdef"
-
-
-def demo_settings() -> Settings:
-    return Settings(secret=SECRET, host="127.0.0.1", port=0, demo=True)
 
 
 @pytest.fixture(scope="session")
@@ -65,13 +59,29 @@ async def gateway() -> AsyncIterator[str]:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def demo(browser: Browser, gateway: str) -> AsyncIterator[DemoPage]:
-    context = await browser.new_context()
-    page = await context.new_page()
-    driver = DemoPage(page, gateway)
-    page.on("pageerror", lambda err: driver.errors.append(str(err)))
+async def open_demo(browser: Browser) -> AsyncIterator[OpenDemo]:
+    """A factory: a fresh browser context on the demo page of the gateway at a base URL."""
+    contexts: list[BrowserContext] = []
+    drivers: list[DemoPage] = []
+
+    async def open_on(base_url: str) -> DemoPage:
+        context = await browser.new_context()
+        contexts.append(context)
+        page = await context.new_page()
+        driver = DemoPage(page, base_url.rstrip("/"))
+        page.on("pageerror", lambda err: driver.errors.append(str(err)))
+        drivers.append(driver)
+        return driver
+
     try:
-        yield driver
+        yield open_on
     finally:
-        await context.close()
-    assert driver.errors == [], f"the page threw: {driver.errors}"
+        for context in contexts:
+            await context.close()
+    thrown = [error for driver in drivers for error in driver.errors]
+    assert thrown == [], f"the page threw: {thrown}"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def demo(open_demo: OpenDemo, gateway: str) -> DemoPage:
+    return await open_demo(gateway)

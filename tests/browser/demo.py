@@ -6,12 +6,14 @@ public window events ('callguard:*'), which an init script records in ``window._
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from playwright.async_api import Page
 
+from gateway.config import Settings
 from tests.timing import timeout
 
 WRAPPER = "#im-phone-call-view .im-phone-call-wrapper"
@@ -38,6 +40,14 @@ HAS_BACKGROUND = """([selector, colour]) => {
   const el = document.querySelector(selector);
   return !!el && getComputedStyle(el).backgroundColor === colour;
 }"""
+
+
+SECRET = "browser-tests-secret-0123456789abcdef"
+
+
+def demo_settings() -> Settings:
+    """A gateway in demo mode (the demo page and its API) on loopback."""
+    return Settings(secret=SECRET, host="127.0.0.1", port=0, demo=True)
 
 
 def ms(seconds: float) -> float:
@@ -99,3 +109,6 @@ class DemoPage:
         """Whether the snippet's style rule is in the page."""
         present: bool = await self.page.evaluate("!!document.getElementById('callguard-style')")
         return present
+
+
+OpenDemo = Callable[[str], Awaitable[DemoPage]]

@@ -8,7 +8,19 @@ import httpx
 import pytest
 
 from tests.browser.cutter import cutter
-from tests.browser.demo import BLUE, DEFAULT, MINI, RED, WRAPPER, YELLOW, DemoPage, ms
+from tests.browser.demo import (
+    BLUE,
+    DEFAULT,
+    MINI,
+    RED,
+    WRAPPER,
+    YELLOW,
+    DemoPage,
+    OpenDemo,
+    demo_settings,
+    ms,
+)
+from tests.support import running_gateway
 from tests.timing import UNIT, timeout
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
@@ -144,6 +156,25 @@ async def test_a_popup_seen_before_its_pull_event_keeps_its_colour_when_the_call
     await wait_metric(demo.base, "callguard_active_calls", 1)
     assert await demo.unstyled() == 0
     assert await demo.background(WRAPPER) == RED
+
+
+async def test_a_call_the_gateway_clears_loses_its_colour_while_the_popup_stays(
+    open_demo: OpenDemo,
+) -> None:
+    # The gateway ends the call on its own (call timeout) and pushes `clear`.
+    async with running_gateway(demo_settings().but(call_timeout=1.0)) as base_url:
+        demo = await open_demo(base_url)
+        await demo.open(user="7")
+        await demo.connected()
+        await demo.ring(ROMASHKA)
+        await demo.wait_background(WRAPPER, RED, WITHIN_ONE_SECOND)
+        await demo.page.wait_for_function(
+            "!document.getElementById('callguard-style')", timeout=ms(timeout(1))
+        )
+        assert await demo.page.locator("#im-phone-call-view").count() == 1
+        assert await demo.background(WRAPPER) == DEFAULT
+        await demo.page.click("#cg-hangup")
+        assert demo.errors == []
 
 
 async def test_the_manager_who_owns_the_client_gets_no_colour(demo: DemoPage) -> None:
