@@ -29,6 +29,10 @@ class ApprovedStore(Protocol):
 
     async def set(self, company_id: str, status: str) -> None: ...
 
+    async def set_default(self, company_id: str, status: str) -> bool:
+        """Record ``status`` unless a record exists; True if it was recorded."""
+        ...
+
     async def forget(self, company_id: str) -> None: ...
 
     def lock(self, company_id: str) -> AbstractAsyncContextManager[None]:
@@ -71,6 +75,12 @@ class MemoryStore:
     async def set(self, company_id: str, status: str) -> None:
         self._values[company_id] = status
 
+    async def set_default(self, company_id: str, status: str) -> bool:
+        if company_id in self._values:
+            return False
+        self._values[company_id] = status
+        return True
+
     async def forget(self, company_id: str) -> None:
         self._values.pop(company_id, None)
 
@@ -95,6 +105,9 @@ class RedisStore:
 
     async def set(self, company_id: str, status: str) -> None:
         await self._redis.hset(self.key, company_id, status)
+
+    async def set_default(self, company_id: str, status: str) -> bool:
+        return bool(await self._redis.hsetnx(self.key, company_id, status))
 
     async def forget(self, company_id: str) -> None:
         await self._redis.hdel(self.key, company_id)

@@ -1,8 +1,10 @@
 """``callguard setup-portal``: create the company status field, then say what to do by hand.
 
 Idempotent: the field is created only when missing, and list items only for statuses it lacks
-(matched by ``XML_ID`` = status code); nothing is renamed or deleted. ``--check`` changes nothing
-and lists what is missing (exit 1) — the field, list items, webhook scopes.
+(matched by ``XML_ID`` = status code); nothing is renamed or deleted. With Redis configured it
+records each company's current status as approved unless one is recorded, so the first change
+after the install is judged too. ``--check`` changes nothing and lists what is missing (exit 1):
+the field, list items, webhook scopes.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.config import mask_url
+from gateway.approved import ApprovedStore, open_store
+from gateway.config import Settings, mask_url
 from gateway.directory.bitrix import BitrixClient, BitrixError
 from gateway.events import HANDLED_EVENTS
+from gateway.statuses_rest import RestStatusPortal
 from rules.policy import Policy
 
 SCOPES = ("crm", "user", "department", "im", "telephony")
@@ -53,6 +57,28 @@ class Setup:
     def lacking(self, existing: dict[str, Any]) -> list[dict[str, Any]]:
         have = {str(i.get("XML_ID") or "") for i in existing.get("LIST") or []}
         return [i for i in self.items(len(existing.get("LIST") or [])) if i["XML_ID"] not in have]
+
+    async def seed(self, store: ApprovedStore) -> tuple[int, int]:
+        """Record every company's current status as approved unless one is recorded already, so
+        that the first change after the install is judged too; (recorded, companies seen)."""
+        codes = await RestStatusPortal(self.client, self.field_name).items()
+        recorded = seen = 0
+        start: int | None = 0
+        while start is not None:
+            answer = await self.client.call(
+                "crm.company.list",
+                {"select": ["ID", self.field_name], "order": {"ID": "ASC"}, "start": start},
+                deadline=time.monotonic() + CALL_TIMEOUT,
+            )
+            for row in answer.result or []:
+                raw = row.get(self.field_name)
+                item = "" if raw in (None, "", False, 0, "0") else str(raw)
+                # As the guard reads it: an item the list does not know is still a value.
+                code = (codes.get(item) or f"#{item}") if item else ""
+                seen += 1
+                recorded += await store.set_default(str(row["ID"]), code)
+            start = answer.next
+        return recorded, seen
 
     async def apply(self) -> Report:
         report = Report()
@@ -208,7 +234,7 @@ def command(portal: str | None, rules: str | None, check: bool) -> int:
     exit code (0 done / all present, 1 ``--check`` found something missing)."""
     import asyncio
 
-    from gateway.config import ConfigError, Settings
+    from gateway.config import ConfigError
     from rules.policy import PolicyError, load_policy
 
     try:
@@ -225,16 +251,16 @@ def command(portal: str | None, rules: str | None, check: bool) -> int:
             f"--portal must be the incoming webhook URL https://portal/rest/<user>/<code>/, "
             f"got {mask_url(url)!r}"
         )
-    return asyncio.run(_run(url, policy, settings.status_field, settings.public_url, check))
+    return asyncio.run(_run(url, policy, settings, check))
 
 
-async def _run(
-    url: str, policy: Policy, field_name: str, public_url: str | None, check: bool
-) -> int:
+async def _run(url: str, policy: Policy, settings: Settings, check: bool) -> int:
     client = BitrixClient(url)
-    setup = Setup(client, policy, field_name)
+    setup = Setup(client, policy, settings.status_field)
     try:
         report = await (setup.check() if check else setup.apply())
+        if not check:
+            report.done.append(await _seed(setup, settings.redis_url))
     except BitrixError as err:
         raise SetupError(str(err)) from None
     finally:
@@ -247,5 +273,22 @@ async def _run(
         print("all present" if not report.missing else f"{len(report.missing)} missing")
         return 1 if report.missing else 0
     print()
-    print(instructions(public_url, url))
+    print(instructions(settings.public_url, url))
     return 0
+
+
+async def _seed(setup: Setup, redis_url: str | None) -> str:
+    if not redis_url:
+        return (
+            "CALLGUARD_REDIS_URL is not set: each company's approved status is taken from its "
+            "first event after a gateway start (docs/install-box.md, section 7)"
+        )
+    store = open_store(redis_url)
+    try:
+        recorded, total = await setup.seed(store)
+    finally:
+        await store.close()
+    return (
+        f"recorded the current status of {recorded} companies as approved "
+        f"({total - recorded} already had one)"
+    )

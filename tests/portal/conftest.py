@@ -159,6 +159,13 @@ async def rest_gateway(portal: FakePortal, **changes: object) -> AsyncIterator[R
         await directory.close()
 
 
+async def settle(fake: FakePortal, gw: Running, count: int) -> None:
+    """Wait until ``count`` events in all were delivered (each answered 200) and handled."""
+    delivered = await fake.deliveries.wait(count, timeout())
+    assert [d.status for d in delivered] == [200] * len(delivered), [d.event for d in delivered]
+    await gw.idle()
+
+
 @pytest.fixture
 async def approved_redis(redis_url: str) -> AsyncIterator[str]:
     client = aioredis.from_url(TEST_REDIS_URL)

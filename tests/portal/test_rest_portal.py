@@ -7,19 +7,11 @@ import pytest
 
 from gateway.fakeportal import FakePortal
 from gateway.runtime import Gateway
-from tests.portal.conftest import Running, Tab, open_tab, rest_gateway
-from tests.timing import timeout
+from tests.portal.conftest import Tab, open_tab, rest_gateway, settle
 
 RED_PHONE = "+7 (495) 123-45-67"  # ООО «Ромашка» (company 10): IN_WORK with user 6 (Moscow, head 4)
 RED_KEY = "+74951234567"
 CONTACT_PHONE = "8 916 000-11-22"  # Пётр Иванов (contact 20), linked to company 10
-
-
-async def settle(fake: FakePortal, gw: Running, count: int) -> None:
-    """Wait until ``count`` events in all were delivered (each answered 200) and handled."""
-    delivered = await fake.deliveries.wait(count, timeout())
-    assert [d.status for d in delivered] == [200] * len(delivered), [d.event for d in delivered]
-    await gw.idle()
 
 
 async def call(tab: Tab, call_id: str, phone: str) -> dict[str, object]:

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway.approved import RedisStore
+from gateway.directory.bitrix import BitrixClient
 from gateway.fakeportal import FakePortal
-from gateway.setup_portal import INIT_CONFIG, INIT_PHP, instructions
+from gateway.setup_portal import INIT_CONFIG, INIT_PHP, Setup, instructions
+from rules import load_policy
+from tests.portal.conftest import rest_gateway, settle
 from tests.timing import timeout
 
 FIELD = "UF_CRM_CALLGUARD_STATUS"
@@ -141,3 +145,66 @@ def test_the_printed_php_is_the_php_in_the_install_guide() -> None:
     doc = (ROOT / "docs" / "install-box.md").read_text(encoding="utf-8")
     assert f"```php\n{INIT_PHP}```" in doc
     assert f"```php\n{INIT_CONFIG}```" in doc
+
+
+@pytest.mark.redis
+async def test_with_redis_current_statuses_are_recorded_so_the_first_change_is_judged(
+    approved_redis: str,
+) -> None:
+    async with FakePortal() as portal:
+        code, out = await setup_portal(portal=portal, CALLGUARD_REDIS_URL=approved_redis)
+        assert code == 0, out
+        assert "recorded the current status of 10 companies as approved (0 already had one)" in out
+        code, out = await setup_portal(portal=portal, CALLGUARD_REDIS_URL=approved_redis)
+        assert "recorded the current status of 0 companies as approved (10 already had one)" in out
+        store = RedisStore(approved_redis)
+        try:
+            assert await store.get("10") == "IN_WORK"
+            assert await store.get("17") == ""  # no status is a status too
+        finally:
+            await store.close()
+        # A gateway's very first event about company 10 is judged against IN_WORK.
+        async with rest_gateway(portal, redis_url=approved_redis) as gw:
+            portal.set_company_status(10, "DECLINED", by_user=6)
+            await settle(portal, gw, 2)
+            assert portal.company_status(10) == "IN_WORK"
+
+
+async def test_without_redis_it_says_how_statuses_start() -> None:
+    async with FakePortal() as portal:
+        code, out = await setup_portal(portal=portal)
+    assert code == 0, out
+    assert (
+        "CALLGUARD_REDIS_URL is not set: each company's approved status is taken from its first event"
+        in out
+    )
+
+
+async def test_setup_in_process_reports_what_it_did() -> None:
+    """The same steps without a subprocess: what apply() and check() report."""
+    async with FakePortal(
+        with_status_field=False, scopes=("crm", "user", "department", "im")
+    ) as portal:
+        client = BitrixClient(portal.webhook_url)
+        setup = Setup(client, load_policy(), FIELD)
+        try:
+            assert (await setup.check()).missing == [
+                "the incoming webhook lacks the scope 'telephony'",
+                f"no company field {FIELD}: run callguard setup-portal",
+            ]
+            [done] = (await setup.apply()).done
+            assert done.startswith(f"created the company field {FIELD} (id ")
+            assert (await setup.apply()).done == [
+                f"the company field {FIELD} is in place; nothing to do"
+            ]
+            field = field_of(portal)
+            assert field is not None
+            field["LIST"].append({"ID": "99", "VALUE": "Архив", "XML_ID": "ARCHIVE"})  # type: ignore[attr-defined]
+            report = await setup.check()
+            assert report.missing == ["the incoming webhook lacks the scope 'telephony'"]
+            assert (
+                "note: list item 'Архив' (XML_ID ARCHIVE) is not in the rules file; companies holding it are judged as having an unknown status"
+                in report.done
+            )
+        finally:
+            await client.close()
