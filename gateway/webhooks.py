@@ -24,6 +24,7 @@ from starlette.responses import Response
 
 from gateway import events
 from gateway.calls import Calls
+from gateway.directory import DirectoryError
 from gateway.events import CallEnd, CallInit, CallStart, CrmChange, PortalEvent, Unknown
 from gateway.http import failure, json_response
 from gateway.queues import WorkQueue
@@ -224,13 +225,21 @@ class Portal:
     async def _crm(self, event: CrmChange) -> None:
         deleted = event.action == "delete"
         if event.kind == "company" and self.guard is not None:
-            if deleted:
-                await self.guard.on_delete(event.entity_id)
-            else:
-                self.judged(await self.guard.on_change(event.entity_id, event.action == "add"))
+            try:
+                if deleted:
+                    await self.guard.on_delete(event.entity_id)
+                else:
+                    self.judged(await self.guard.on_change(event.entity_id, event.action == "add"))
+            except DirectoryError as err:
+                # The portal failed or is not set up: one line, and the cache is refreshed anyway.
+                log.warning("company %s: status not checked: %s", event.entity_id, err)
         if self.refresh is None:
             return
-        phones = await self.refresh(event.kind, event.entity_id, deleted)
+        try:
+            phones = await self.refresh(event.kind, event.entity_id, deleted)
+        except DirectoryError as err:
+            log.warning("%s %s: cache not refreshed: %s", event.kind, event.entity_id, err)
+            return
         for phone in sorted(phones):
             await self.calls.redecide(phone)
 

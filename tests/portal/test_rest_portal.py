@@ -159,3 +159,17 @@ async def test_approved_statuses_survive_a_restart(fake: FakePortal, approved_re
         await settle(fake, gw, 2)
         assert fake.company_status(10) == "DECLINED"
         assert [n.user_id for n in fake.notifications] == ["6"]
+
+
+async def test_a_portal_without_the_status_field_is_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with FakePortal(with_status_field=False) as fake, rest_gateway(fake) as gw:
+        created = fake.add("company", {"TITLE": "ООО «Новая»", "ASSIGNED_BY_ID": "7"}, by_user=7)
+        await settle(fake, gw, 1)
+    [line] = [r for r in caplog.records if r.name == "callguard.webhooks"]
+    assert line.getMessage() == (
+        f"company {created}: status not checked: crm.company.userfield.list: -: "
+        "no company field UF_CRM_CALLGUARD_STATUS: run callguard setup-portal"
+    )
+    assert line.exc_info is None
