@@ -34,14 +34,15 @@ def build_portal(gateway: Gateway) -> Portal:
     source = cache.inner if cache is not None else directory
     guard: StatusGuard | None = None
     refresh: Refresh | None = None
-    store = open_store(settings.redis_url)
     if isinstance(source, DataFileDirectory):
         data = source.data
         admins = (*settings.admins, *(u.id for u in data.users.values() if u.admin))
+        store = open_store(settings.redis_url)
         guard = StatusGuard(DataFileStatusPortal(data), store, gateway.policy, admins)
         refresh = _datafile_refresh(source, cache)
     elif isinstance(source, BitrixDirectory):
         rest = RestStatusPortal(source.client, settings.status_field)
+        store = open_store(settings.redis_url)
         guard = StatusGuard(rest, store, gateway.policy, settings.admins)
         if cache is not None:
             refresh = _rest_refresh(rest, cache, settings.region)

@@ -164,9 +164,11 @@ async def test_start_before_init_and_end_before_start(fake: FakePortal) -> None:
 
 async def test_a_full_queue_drops_instead_of_growing() -> None:
     gate = asyncio.Event()
+    taken = asyncio.Event()
     handled: list[int] = []
 
     async def handle(item: int) -> None:
+        taken.set()
         await gate.wait()
         handled.append(item)
 
@@ -174,7 +176,8 @@ async def test_a_full_queue_drops_instead_of_growing() -> None:
     queue.start()
     try:
         assert queue.offer(1)
-        await asyncio.sleep(0)  # the worker takes item 1 and blocks on the gate
+        async with asyncio.timeout(timeout()):
+            await taken.wait()  # the worker holds item 1 and blocks on the gate
         assert queue.offer(2)
         assert queue.offer(3)
         assert not queue.offer(4)
