@@ -34,8 +34,7 @@ from rules.phones import InvalidPhone
 
 log = logging.getLogger("callguard.webhooks")
 
-TELEPHONY_QUEUE = 1000
-CRM_QUEUE = 1000
+QUEUE_SIZE = 1000  # per queue; far above what a portal sends while a worker is busy
 CRM_WORKERS = 4
 REMEMBERED_CALLS = 10_000
 
@@ -102,6 +101,7 @@ class Portal:
         *,
         refresh: Refresh | None = None,
         guard: StatusGuard | None = None,
+        queue_size: int = QUEUE_SIZE,
     ) -> None:
         self.webhook_token = webhook_token
         self.calls = calls
@@ -110,9 +110,9 @@ class Portal:
         self.memory = CallMemory()
         self.metrics = PortalMetrics(registry)
         self.telephony: WorkQueue[PortalEvent] = WorkQueue(
-            "portal-telephony", self._telephony, TELEPHONY_QUEUE, workers=1
+            "portal-telephony", self._telephony, queue_size, workers=1
         )
-        self.crm: WorkQueue[CrmChange] = WorkQueue("portal-crm", self._crm, CRM_QUEUE, CRM_WORKERS)
+        self.crm: WorkQueue[CrmChange] = WorkQueue("portal-crm", self._crm, queue_size, CRM_WORKERS)
 
     async def start(self) -> None:
         self.telephony.start()

@@ -6,10 +6,16 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import generate_latest
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.testclient import TestClient
 
 from gateway.events import MAX_BODY
 from gateway.fakeportal import FakePortal, encode_form
 from gateway.queues import WorkQueue
+from gateway.runtime import build_gateway
+from gateway.webhooks import Portal
 from tests.portal.conftest import WEBHOOK_TOKEN, gateway_running, open_tab, portal_settings
 from tests.timing import timeout
 
@@ -211,3 +217,35 @@ async def test_a_failing_item_does_not_stop_the_worker(caplog: pytest.LogCapture
         await queue.stop()
     with pytest.raises(ValueError, match="capacity and workers must be at least 1"):
         WorkQueue("bad", handle, capacity=0, workers=1)
+
+
+def test_when_the_queue_is_full_the_event_is_dropped_and_counted() -> None:
+    # A Portal whose workers never start: the first event fills its one-place queue.
+    gateway = build_gateway(portal_settings())
+    portal = Portal(WEBHOOK_TOKEN, gateway.calls, gateway.metrics.registry, queue_size=1)
+    app = Starlette(routes=[Route("/bitrix/events", portal.receive, methods=["POST"])])
+    body = encode_form(
+        {
+            "event": "ONVOXIMPLANTCALLEND",
+            "data": {"CALL_ID": "c1", "PORTAL_USER_ID": "7"},
+            "auth": {"application_token": WEBHOOK_TOKEN},
+        }
+    )
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    with TestClient(app) as client:
+        first = client.post("/bitrix/events", content=body, headers=headers)
+        second = client.post("/bitrix/events", content=body, headers=headers)
+    assert (first.status_code, first.json()) == (200, {"ok": True})
+    assert (second.status_code, second.json()) == (
+        503,
+        {"error": "busy", "message": "event queue full, event dropped"},
+    )
+    exposition = generate_latest(gateway.metrics.registry).decode()
+    assert (
+        'callguard_portal_events_total{event="ONVOXIMPLANTCALLEND",outcome="accepted"} 1.0'
+        in exposition
+    )
+    assert (
+        'callguard_portal_events_total{event="ONVOXIMPLANTCALLEND",outcome="dropped"} 1.0'
+        in exposition
+    )
