@@ -2,7 +2,8 @@
 
 Rules (issue 5):
 - a new company (created, or converted from a lead: both arrive as ONCRMCOMPANYADD) gets the rules
-  file's initial status (``PENDING``);
+  file's initial status (``PENDING``): its baseline is the initial status, so a status chosen at
+  creation is judged like any change from it;
 - only the head of the responsible manager's department, the head of any department above it, or a
   portal administrator (``CALLGUARD_ADMINS``) may change a company's status. A head is not their
   own head: a responsible manager who heads their department needs the head above.
