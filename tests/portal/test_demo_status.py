@@ -3,7 +3,9 @@
 from typing import Any
 
 import aiohttp
+import pytest
 
+from gateway.directory.build import build_directory
 from tests.portal.conftest import gateway_running, open_tab, portal_settings
 
 RED_PHONE = "8 495 123-45-67"  # ООО «Ромашка» (company 10), IN_WORK with user 6 (Moscow, head 4)
@@ -17,28 +19,38 @@ async def change(url: str, doc: object) -> tuple[int, dict[str, Any]]:
         return resp.status, await resp.json()
 
 
-async def test_peer_is_reverted_head_is_approved_and_open_calls_follow() -> None:
-    async with gateway_running(portal_settings(demo=True)) as gw, open_tab(gw.url, "7") as tab:
-        await tab.socket.send(f'{{"type":"call","call_id":"c1","phone":"{RED_PHONE}"}}')
-        assert (await tab.next("paint"))["colour"] == "red"
-        status, outcome = await change(
-            gw.url, {"company_id": "10", "status": "DECLINED", "as_user": 7}
-        )
-        assert status == 200
-        assert (outcome["action"], outcome["status"], outcome["actor"]) == (
-            "reverted",
-            "IN_WORK",
-            "7",
-        )
-        assert "Статус компании «ООО «Ромашка»» не изменён" in outcome["notification"]
-        # The data file's own administrator (user 1, "admin": true) may change it.
-        status, outcome = await change(
-            gw.url, {"company_id": 10, "status": "DECLINED", "as_user": "1"}
-        )
-        assert (outcome["action"], outcome["status"]) == ("approved", "DECLINED")
-        # The open call is decided again at once: a declined company is not red any more.
-        paint = await tab.next("paint")
-        assert (paint["call_id"], paint["colour"]) == ("c1", "none")
+@pytest.mark.parametrize("cached", [False, True], ids=["data-file", "data-file-behind-the-cache"])
+async def test_peer_is_reverted_head_is_approved_and_open_calls_follow(cached: bool) -> None:
+    settings = portal_settings(demo=True)
+    directory = build_directory(settings) if cached else None
+    try:
+        async with gateway_running(settings, directory) as gw, open_tab(gw.url, "7") as tab:
+            await tab.socket.send(f'{{"type":"call","call_id":"c1","phone":"{RED_PHONE}"}}')
+            assert (await tab.next("paint"))["colour"] == "red"
+            status, outcome = await change(
+                gw.url, {"company_id": "10", "status": "DECLINED", "as_user": 7}
+            )
+            assert status == 200
+            assert (outcome["action"], outcome["status"], outcome["actor"]) == (
+                "reverted",
+                "IN_WORK",
+                "7",
+            )
+            assert "Статус компании «ООО «Ромашка»» не изменён" in outcome["notification"]
+            # The data file's own administrator (user 1, "admin": true) may change it.
+            status, outcome = await change(
+                gw.url, {"company_id": 10, "status": "DECLINED", "as_user": "1"}
+            )
+            assert (outcome["action"], outcome["status"]) == ("approved", "DECLINED")
+            # The open call is decided again at once: a declined company is not red any more.
+            paint = await tab.next("paint")
+            assert (paint["call_id"], paint["colour"]) == ("c1", "none")
+            # And the next call too, from a fresh lookup.
+            await tab.socket.send(f'{{"type":"call","call_id":"c2","phone":"{RED_PHONE}"}}')
+            assert (await tab.next("paint"))["colour"] == "none"
+    finally:
+        if directory is not None:
+            await directory.close()
 
 
 async def test_bad_requests() -> None:
