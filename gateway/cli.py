@@ -91,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
         "--without-status-field", action="store_true", help="start without the status field"
     )
     p.set_defaults(handler=_fake_portal)
+
+    p = sub.add_parser("loadtest", help="N tabs on a local gateway process, calls at a fixed rate")
+    from gateway.loadtest import add_arguments as loadtest_arguments
+
+    loadtest_arguments(p)
+    p.set_defaults(handler=_loadtest)
     return parser
 
 
@@ -260,3 +266,12 @@ def _fake_portal(args: argparse.Namespace) -> int:
 
     asyncio.run(run())
     return 0
+
+
+def _loadtest(args: argparse.Namespace) -> int:
+    from gateway import loadtest
+
+    try:
+        return loadtest.command(args)
+    except ValueError as err:
+        raise UsageError(str(err)) from None

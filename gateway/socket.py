@@ -10,6 +10,7 @@ calls it abuse (1008).
 from __future__ import annotations
 
 import logging
+from urllib.parse import parse_qsl
 
 from starlette.websockets import WebSocket
 
@@ -25,8 +26,12 @@ log = logging.getLogger("callguard.socket")
 async def tab_endpoint(websocket: WebSocket) -> None:
     gateway: Gateway = websocket.app.state.gateway
     await websocket.accept()
+    scope = websocket.scope
+    token = dict(parse_qsl(scope["query_string"].decode("latin-1"))).get("token")
+    # A tab lives for hours: keep none of its handshake (the headers, the token in the query).
+    scope["headers"], scope["query_string"] = [], b""
     try:
-        user_id = verify_token(gateway.settings.secret, websocket.query_params.get("token"))
+        user_id = verify_token(gateway.settings.secret, token)
     except TokenError as err:
         await websocket.close(CLOSE_TOKEN, str(err))
         return
