@@ -32,6 +32,7 @@ class Settings:
     directory: Path | None = None
     rules: Path | None = None
     redis_url: str | None = None
+    cache_backend: str = "memory"
     webhook_token: str | None = None
     api_key: str | None = None
     region: str = DEFAULT_REGION
@@ -143,6 +144,12 @@ class _Reader:
         status_field = self.raw("STATUS_FIELD") or DEFAULT_STATUS_FIELD
         if not status_field.startswith("UF_CRM_") or not status_field.replace("_", "").isalnum():
             raise self.fail("STATUS_FIELD", f"must look like UF_CRM_NAME, got {status_field!r}")
+        redis_url = self.url("REDIS_URL", ("redis", "rediss", "unix"))
+        cache_backend = (self.raw("CACHE") or "memory").lower()
+        if cache_backend not in ("memory", "redis"):
+            raise self.fail("CACHE", f"must be memory or redis, got {cache_backend!r}")
+        if cache_backend == "redis" and redis_url is None:
+            raise self.fail("CACHE", "'redis' needs CALLGUARD_REDIS_URL to be set")
         admins_raw = self.raw("ADMINS") or ""
         admins = tuple(a.strip() for a in admins_raw.split(",") if a.strip())
         if not all(a.isdigit() for a in admins):
@@ -157,7 +164,8 @@ class _Reader:
             portal_url=portal,
             directory=self.path("DIRECTORY"),
             rules=self.path("RULES"),
-            redis_url=self.url("REDIS_URL", ("redis", "rediss", "unix")),
+            redis_url=redis_url,
+            cache_backend=cache_backend,
             webhook_token=self.raw("WEBHOOK_TOKEN"),
             api_key=self.raw("API_KEY"),
             region=region,

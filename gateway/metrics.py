@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from gateway.directory import metrics as directory_metrics
+
 # Paint-path latencies live in the low milliseconds; the tail buckets catch CRM deadlines.
 FAST_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 STALL_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
@@ -80,4 +82,6 @@ class Metrics:
         self.active_calls.set_function(calls)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        # The directory's metrics (cache, REST requests and errors) live in their own registry,
+        # shared by every gateway in the process; one scrape shows both.
+        return generate_latest(self.registry) + generate_latest(directory_metrics.REGISTRY)

@@ -12,7 +12,9 @@ from gateway import __version__
 from gateway.calls import Calls
 from gateway.config import ConfigError, Settings
 from gateway.directory import Directory
-from gateway.directory.datafile import DataFileDirectory, DataFileError, Dataset, load_dataset
+from gateway.directory import build as sources
+from gateway.directory.cache import CachedDirectory, redis_cache
+from gateway.directory.datafile import DataFileDirectory, DataFileError, Dataset
 from gateway.fanout import Fanout, LocalFanout
 from gateway.metrics import Metrics
 from gateway.probes import GcProbe, LagProbe
@@ -21,11 +23,21 @@ from rules.policy import Policy, PolicyError, load_policy
 
 
 def build_directory(settings: Settings) -> Directory:
-    """Where CRM data comes from. (The Bitrix24 REST directory swaps in here.)"""
+    """Where CRM data comes from: Bitrix24 REST when ``CALLGUARD_PORTAL_URL`` is set, else the
+    data file; either way behind the lookup cache (in Redis when ``CALLGUARD_CACHE=redis``)."""
+    cache = None
+    if settings.cache_backend == "redis" and settings.redis_url is not None:
+        cache = redis_cache(settings.redis_url)
     try:
-        return DataFileDirectory(load_dataset(settings.directory), settings.region)
+        return sources.build_directory(settings, cache=cache)
     except DataFileError as err:
         raise ConfigError(f"CALLGUARD_DIRECTORY: {err}") from None
+
+
+def data_file_of(directory: Directory) -> DataFileDirectory | None:
+    """The data-file directory behind ``directory`` (possibly behind the cache), if any."""
+    source = directory.inner if isinstance(directory, CachedDirectory) else directory
+    return source if isinstance(source, DataFileDirectory) else None
 
 
 def load_rules(settings: Settings) -> Policy:
@@ -37,13 +49,14 @@ def load_rules(settings: Settings) -> Policy:
 
 def check_statuses(directory: Directory, policy: Policy) -> None:
     """A data file's company statuses must all be codes of the rules file."""
-    if not isinstance(directory, DataFileDirectory):
+    source = data_file_of(directory)
+    if source is None:
         return
-    bad = directory.data.unknown_statuses(policy.status_codes)
+    bad = source.data.unknown_statuses(policy.status_codes)
     if bad:
-        statuses = sorted({directory.data.companies[i].status or "" for i in bad})
+        statuses = sorted({source.data.companies[i].status or "" for i in bad})
         raise ConfigError(
-            f"CALLGUARD_DIRECTORY: companies {', '.join(bad)} in {directory.data.source} have "
+            f"CALLGUARD_DIRECTORY: companies {', '.join(bad)} in {source.data.source} have "
             f"statuses {', '.join(statuses)} that {policy.source} does not list "
             f"(known: {', '.join(policy.status_codes)})"
         )
@@ -85,7 +98,8 @@ class Gateway:
     @property
     def dataset(self) -> Dataset | None:
         """The data file behind the directory, when there is one (the demo lists it)."""
-        return self.directory.data if isinstance(self.directory, DataFileDirectory) else None
+        source = data_file_of(self.directory)
+        return source.data if source is not None else None
 
     async def start(self) -> None:
         self._sweeper = asyncio.get_running_loop().create_task(
