@@ -1,9 +1,8 @@
 """Load generator: N websocket tabs on a gateway in its own process, calls at a fixed rate.
 
-The gateway runs in a child process (``python -m gateway.loadtest --child``), so the load
-generator and the server each get a core; the child answers ``stats`` / ``reset`` / ``quit`` on
-stdin with one JSON line on stdout, reporting what only the server can see: its memory, the
-event loop's worst stall (:class:`gateway.probes.LagProbe`) and the longest GC pause.
+The gateway runs in a child process (:mod:`gateway.loadserver`), so the load generator and the
+server each get a core; the child reports what only the server can see: its memory, the event
+loop's worst stall and the longest GC pause.
 
 Calls go through ``POST /api/calls`` (path ``api``) and through the tab's own websocket (path
 ``ws``); call->paint is measured here, from sending the call to the paint arriving on the tab;
@@ -17,8 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import json
-import os
 import random
 import sys
 import time
@@ -28,13 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from gateway.loadserver import API_KEY, SECRET, ServerProcess
 from gateway.tokens import issue_token
 
 if TYPE_CHECKING:  # the CLI imports this module for its arguments: keep that import light
     from websockets.asyncio.client import ClientConnection
 
-SECRET = "loadtest-secret-0123456789abcdef-0123456789"
-API_KEY = "loadtest-api-key-0123456789"
 FIRST_USER = 100_000
 MAX_TABS = 20_000
 
@@ -109,53 +105,6 @@ class Run:
                 f"(generation {ph.server['gc_generation']}; {ph.server['collections']} collections)"
             )
         return lines
-
-
-class ServerProcess:
-    """The gateway under test, in a child process driven over stdin/stdout."""
-
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-        self.proc: asyncio.subprocess.Process | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        flags = ["--tune-gc" if self.plan.tune_gc else "--no-tune-gc"]
-        flags += ["--deflate"] if self.plan.deflate else []
-        flags += ["--heartbeat", str(self.plan.heartbeat)]
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway.loadtest", "--child", *flags,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        ready = await self._line(wait=60)
-        self.port = int(ready["port"])
-
-    async def command(self, name: str) -> dict[str, Any]:
-        assert self.proc is not None
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(name.encode() + b"\n")
-        await self.proc.stdin.drain()
-        return await self._line(wait=30)
-
-    async def stop(self) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(Exception):
-            await self.command("quit")
-        try:
-            await asyncio.wait_for(self.proc.wait(), 30)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-
-    async def _line(self, wait: float) -> dict[str, Any]:
-        assert self.proc is not None
-        assert self.proc.stdout is not None
-        raw = await asyncio.wait_for(self.proc.stdout.readline(), wait)
-        if not raw:
-            raise RuntimeError("the gateway under test exited")
-        doc: dict[str, Any] = json.loads(raw)
-        return doc
 
 
 class Client:
@@ -261,7 +210,7 @@ async def run(plan: Plan, phones: Sequence[str]) -> Run:
 
     raise_fd_limit()
     rng = random.Random(plan.seed)
-    server = ServerProcess(plan)
+    server = ServerProcess(plan.tune_gc, plan.deflate, plan.heartbeat)
     result = Run(plan)
     freezer: asyncio.Task[None] | None = None
     await server.start()
@@ -300,91 +249,10 @@ async def _freeze_loop() -> None:
         freeze_survivors()
 
 
-# -- the child: the gateway under test ---------------------------------------------------------
-
-
-def _rss_kb() -> float:
-    with open("/proc/self/statm") as statm:
-        pages = int(statm.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1024.0
-
-
-def _compaction_ms(app: Any) -> float:
-    policy = getattr(app.state, "gc_policy", None)
-    return float(policy.last_compaction * 1000.0) if policy is not None else 0.0
-
-
-def child(tune_gc: bool, deflate: bool, heartbeat: float = 20.0) -> None:
-    import uvloop
-
-    from gateway.server import raise_fd_limit
-
-    raise_fd_limit()
-    uvloop.run(_child(tune_gc, deflate, heartbeat))
-
-
-async def _child(tune_gc: bool, deflate: bool, heartbeat: float) -> None:
-    import socket
-
-    import uvicorn
-
-    from gateway.app import create_app
-    from gateway.config import Settings
-    from gateway.runtime import Gateway
-    from gateway.server import serve, uvicorn_config
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    settings = Settings(
-        secret=SECRET,
-        host="127.0.0.1",
-        port=port,
-        api_key=API_KEY,
-        log_level="warning",
-        heartbeat=heartbeat,
-    )
-    app = create_app(settings)
-    gateway: Gateway = app.state.gateway
-    config = uvicorn_config(app, settings, per_message_deflate=deflate, log_config=None)
-    server = uvicorn.Server(config)
-    started = asyncio.Event()
-    serving = asyncio.ensure_future(serve(server, sockets=[sock], tune_gc=tune_gc, started=started))
-    await started.wait()
-    print(json.dumps({"port": port}), flush=True)
-    reader = asyncio.StreamReader()
-    loop = asyncio.get_running_loop()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while command := (await reader.readline()).decode().strip():
-        if command == "quit":
-            break
-        stats = {
-            "rss_kb": _rss_kb(),
-            "tabs": gateway.tabs.count,
-            "stall_ms": gateway.lag.worst * 1000.0,
-            "gc_ms": gateway.gc.worst * 1000.0,
-            "gc_generation": gateway.gc.worst_generation,
-            "collections": gateway.gc.collections,
-            "compaction_ms": _compaction_ms(app),
-        }
-        if command == "reset":
-            gateway.lag.reset()
-            gateway.gc.reset()
-        print(json.dumps(stats), flush=True)
-    server.should_exit = True
-    await serving
-    print(json.dumps({"stopped": True}), flush=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="callguard loadtest", description=__doc__)
     add_arguments(parser)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        child(args.tune_gc, args.deflate, args.heartbeat)
-        return 0
-    return command(args)
+    return command(parser.parse_args(argv))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
