@@ -2,7 +2,10 @@
 
 These answer anyone who asks, which is why they exist only in ``callguard demo``. Shapes:
 ``GET /demo/api/users`` -> ``{"users": [{"id", "name", "departments": [names]}],
-"numbers": [{"phone", "label"}]}``; ``GET /demo/api/token?user=ID`` -> ``{"token", "user_id"}``.
+"numbers": [{"phone", "label"}], "companies": [{"id", "title", "status", "assigned_by",
+"assigned_name", "phones"}], "statuses": [{"code", "name", "name_en"}]}`` (companies with their
+status and responsible manager, and the rules file's statuses, for the status panel);
+``GET /demo/api/token?user=ID`` -> ``{"token", "user_id"}``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from gateway.directory.datafile import Dataset
 from gateway.http import SnippetFiles, failure, json_response
 from gateway.runtime import Gateway
 from gateway.tokens import issue_token
+from rules.policy import Policy
 
 TOKEN_TTL = 12 * 3600.0
 
@@ -32,7 +36,14 @@ def demo_routes(static_dir: Path) -> list[Route | Mount]:
 async def users(request: Request) -> Response:
     gateway: Gateway = request.app.state.gateway
     data = gateway.dataset or Dataset()
-    return json_response({"users": list_users(data), "numbers": list_numbers(data)})
+    return json_response(
+        {
+            "users": list_users(data),
+            "numbers": list_numbers(data),
+            "companies": list_companies(data),
+            "statuses": list_statuses(gateway.policy),
+        }
+    )
 
 
 async def token(request: Request) -> Response:
@@ -57,6 +68,25 @@ def list_users(data: Dataset) -> list[dict[str, object]]:
         }
         for u in data.users.values()
     ]
+
+
+def list_companies(data: Dataset) -> list[dict[str, object]]:
+    """Each company with its current status and responsible manager (the status panel's list)."""
+    return [
+        {
+            "id": c.id,
+            "title": c.title,
+            "status": c.status,
+            "assigned_by": c.assigned_by,
+            "assigned_name": data.user_name(c.assigned_by) or f"#{c.assigned_by}",
+            "phones": list(c.phones),
+        }
+        for c in data.companies.values()
+    ]
+
+
+def list_statuses(policy: Policy) -> list[dict[str, str]]:
+    return [{"code": s.code, "name": s.name, "name_en": s.name_en} for s in policy.statuses]
 
 
 def list_numbers(data: Dataset) -> list[dict[str, str]]:

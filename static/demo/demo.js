@@ -6,7 +6,9 @@
  *    the DOM of reference §7.2, swaps the simple layout for the CRM layout with replaceChild (firing
  *    CallCard::EntityChanged), folds into `.im-phone-call-panel-mini`, and closes (firing
  *    CallCard::BeforeClose / CallCard::AfterClose);
- *  - the demo controls, which play the part of the telephony server and the manager.
+ *  - the demo controls, which play the part of the telephony server and the manager;
+ *  - the company status panel: the current manager changes a company's status as if in the
+ *    portal (POST /demo/api/company-status) and the page says what the gateway's guard did.
  * The snippet itself is loaded from the gateway like on a portal; the page only listens to the
  * snippet's public window events ('callguard:hello|paint|clear|error|close') to show what happens.
  */
@@ -413,6 +415,163 @@
     log('server', 'socket closed, code ' + e.detail.code);
   });
 
+  // ---- the company status panel --------------------------------------------------------------
+
+  var companies = [];
+  var statuses = [];
+  var me = null; // the current manager, {id, name, departments}
+
+  function statusName(code) {
+    if (!code) return 'без статуса (no status)';
+    var found = statuses.filter(function (s) {
+      return s.code === code;
+    })[0];
+    if (!found) return code;
+    return found.name + (found.name_en ? ' (' + found.name_en + ')' : '');
+  }
+
+  function companyById(id) {
+    return companies.filter(function (c) {
+      return String(c.id) === String(id);
+    })[0];
+  }
+
+  function showCompany() {
+    var c = companyById($('cg-company').value);
+    $('cg-company-hint').textContent = c
+      ? 'Сейчас (now): ' + statusName(c.status) + ' · ответственный (responsible): ' + c.assigned_name
+      : '';
+  }
+
+  function fillStatuses(list) {
+    statuses = list;
+    var select = $('cg-status-code');
+    select.textContent = '';
+    list.forEach(function (s) {
+      select.appendChild(h('option', '', statusName(s.code), {value: s.code}));
+    });
+    select.appendChild(h('option', '', statusName(null), {value: ''}));
+  }
+
+  // Refilled after every change; the chosen company stays chosen.
+  function fillCompanies(list) {
+    var select = $('cg-company');
+    var chosen = select.value;
+    companies = list;
+    select.textContent = '';
+    list.forEach(function (c) {
+      select.appendChild(h('option', '', c.title + ' (#' + c.id + ')', {value: String(c.id)}));
+    });
+    if (chosen && companyById(chosen)) select.value = chosen;
+    showCompany();
+  }
+
+  function changeAsText() {
+    var who = me ? me.name + ' (#' + me.id + ')' : '#' + userId;
+    $('cg-status-as').textContent = 'Изменить как ' + who;
+    $('cg-status-as-en').textContent = 'Change as ' + who;
+  }
+
+  function showOutcome(action, verdict, why, note, ringable) {
+    var box = $('cg-status-outcome');
+    box.hidden = false;
+    box.setAttribute('data-action', action);
+    $('cg-status-verdict').textContent = verdict;
+    $('cg-status-why').textContent = why;
+    $('cg-status-note').textContent = note;
+    $('cg-status-ring').hidden = !ringable;
+  }
+
+  function describe(outcome, company, wanted) {
+    var title = company ? company.title : '#' + outcome.company_id;
+    var ringable = !!(company && company.phones && company.phones.length);
+    $('cg-status-ring-en').textContent = 'Ring the company again' + (ringable ? ': ' + company.phones[0] : '');
+    if (outcome.action === 'approved') {
+      showOutcome(
+        'approved',
+        'Одобрено (approved): «' + title + '» теперь ' + statusName(outcome.status) + '.',
+        'Почему (why): ' + outcome.why + '. Шлюз заново решил цвет открытых звонков этой компании — ' +
+          'позвоните снова (the gateway decided the colour of open calls again — ring again).',
+        '',
+        ringable
+      );
+    } else if (outcome.action === 'reverted') {
+      showOutcome(
+        'reverted',
+        'Отменено (reverted): ' + statusName(wanted) + ' возвращён на ' + statusName(outcome.status) + '.',
+        'Почему (why): ' + outcome.why + '. Уведомление, которое получит пользователь портала ' +
+          '(the notification the portal user gets):',
+        outcome.notification || '',
+        ringable
+      );
+    } else if (outcome.action === 'unchanged') {
+      showOutcome(
+        'unchanged',
+        'Без изменений (unchanged): у «' + title + '» уже ' + statusName(outcome.status) + '.',
+        '',
+        '',
+        ringable
+      );
+    } else {
+      showOutcome(
+        outcome.action,
+        outcome.action + ': «' + title + '» — ' + statusName(outcome.status) + '.',
+        outcome.why || '',
+        outcome.notification || '',
+        ringable
+      );
+    }
+  }
+
+  function changeStatus() {
+    var company = companyById($('cg-company').value);
+    if (!company) return;
+    var wanted = $('cg-status-code').value || null;
+    var button = $('cg-status-change');
+    button.disabled = true;
+    $('cg-status-outcome').setAttribute('data-action', 'busy');
+    log('page', 'company-status ' + company.id + ' → ' + wanted + ' as user ' + userId);
+    fetch('/demo/api/company-status', {
+      method: 'POST',
+      credentials: 'same-origin',
+      headers: {'Content-Type': 'application/json'},
+      body: JSON.stringify({company_id: company.id, status: wanted, as_user: userId}),
+    })
+      .then(function (r) {
+        return r.json().then(function (body) {
+          if (!r.ok) throw new Error(body.message || 'HTTP ' + r.status);
+          return body;
+        });
+      })
+      .then(function (outcome) {
+        log('server', 'company-status ' + outcome.action + ' ' + outcome.status);
+        company.status = outcome.status;
+        showCompany();
+        describe(outcome, company, wanted);
+        return getJson('/demo/api/users').then(function (data) {
+          fillCompanies(data.companies || []);
+          fillNumbers(data.numbers || []);
+        });
+      })
+      .catch(function (err) {
+        showOutcome('error', 'Ошибка (error): ' + err.message, '', '', false);
+        log('page', String(err));
+      })
+      .then(function () {
+        // Counted once the panel shows everything, so a reader of data-done sees the end state.
+        var box = $('cg-status-outcome');
+        box.setAttribute('data-done', String(parseInt(box.getAttribute('data-done'), 10) + 1));
+        button.disabled = false;
+      });
+  }
+
+  function ringCompany() {
+    var company = companyById($('cg-company').value);
+    if (!company || !company.phones || !company.phones.length) return;
+    $('cg-phone').value = company.phones[0];
+    incoming();
+  }
+
   // ---- start-up: users, numbers, token, snippet ----------------------------------------------
 
   var labels = {};
@@ -448,17 +607,22 @@
       query.delete('token');
       location.search = '?' + query.toString();
     });
-    var me = users.filter(function (u) {
+    me = users.filter(function (u) {
       return String(u.id) === userId;
-    })[0];
+    })[0] || null;
+    changeAsText();
     if (me && me.departments && me.departments.length) {
       $('cg-user-hint').textContent = 'Отдел (department): ' + [].concat(me.departments).join(', ');
     }
   }
 
+  // Refilled after a status change: the labels carry the companies' statuses.
   function fillNumbers(numbers) {
     var list = $('cg-numbers');
     var options = $('cg-phones');
+    labels = {};
+    list.textContent = '';
+    options.textContent = '';
     numbers.forEach(function (n) {
       if (!labels[digits(n.phone)]) labels[digits(n.phone)] = n.label;
       options.appendChild(h('option', '', [], {value: n.phone, label: n.label}));
@@ -485,11 +649,16 @@
   $('cg-crm').addEventListener('click', loadCrmCard);
   $('cg-fold').addEventListener('click', fold);
   $('cg-hangup').addEventListener('click', hangUp);
+  $('cg-company').addEventListener('change', showCompany);
+  $('cg-status-change').addEventListener('click', changeStatus);
+  $('cg-status-ring').addEventListener('click', ringCompany);
 
   getJson('/demo/api/users')
     .then(function (data) {
       fillUsers(data.users || []);
       fillNumbers(data.numbers || []);
+      fillStatuses(data.statuses || []);
+      fillCompanies(data.companies || []);
       var token = query.get('token');
       if (token) return token;
       return getJson('/demo/api/token?user=' + encodeURIComponent(userId)).then(function (t) {

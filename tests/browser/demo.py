@@ -80,6 +80,25 @@ class DemoPage:
         await self.page.fill("#cg-phone", phone)
         await self.page.click("#cg-outgoing")
 
+    async def change_status(self, company: str, status: str | None) -> str:
+        """In the status panel, change ``company``'s status as the page's manager; wait for the
+        outcome and return its action ("approved", "reverted", ...)."""
+        outcome = "#cg-status-outcome"
+        done = int(await self.page.get_attribute(outcome, "data-done") or "0")
+        await self.page.wait_for_selector(
+            f"#cg-company option[value='{company}']", state="attached", timeout=ms(timeout(1))
+        )
+        await self.page.select_option("#cg-company", company)
+        await self.page.select_option("#cg-status-code", status or "")
+        await self.page.click("#cg-status-change")
+        await self.page.wait_for_function(
+            "([sel, n]) => +document.querySelector(sel).dataset.done > n",
+            arg=[outcome, done],
+            timeout=ms(timeout(1)),
+        )
+        action = await self.page.get_attribute(outcome, "data-action")
+        return action or ""
+
     async def wait_background(self, selector: str, colour: str, seconds: float) -> None:
         await self.page.wait_for_function(
             HAS_BACKGROUND, arg=[selector, colour], timeout=ms(seconds)

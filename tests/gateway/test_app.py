@@ -297,6 +297,20 @@ def test_demo_routes_exist_only_in_demo_mode(client: TestClient) -> None:
             "phone": "+7 (495) 123-45-67",
             "label": "ООО «Ромашка» — company, IN_WORK, Анна Смирнова",
         } in listing["numbers"]
+        romashka = next(c for c in listing["companies"] if c["id"] == "10")
+        assert romashka == {
+            "id": "10",
+            "title": "ООО «Ромашка»",
+            "status": "IN_WORK",
+            "assigned_by": "6",
+            "assigned_name": "Анна Смирнова",
+            "phones": ["+7 (495) 123-45-67"],
+        }
+        assert listing["statuses"][0] == {
+            "code": "PENDING",
+            "name": "В ожидании",
+            "name_en": "Pending",
+        }
         issued = demo.get("/demo/api/token?user=6").json()
         assert issued["user_id"] == "6"
         with demo.websocket_connect(f"/ws?token={issued['token']}") as ws:
