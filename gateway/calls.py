@@ -4,6 +4,8 @@ One call is keyed by (user id, call id). Each paint of a call carries the next `
 lives until ``end_call`` (the tab's ``ended``, a portal event), ``settings.call_timeout``, or until
 the user starts more than ``MAX_CALLS_PER_USER`` calls (the oldest is ended); ending pushes
 ``clear``. A tab that opens during a call gets the user's current paints (``current_frames``).
+With several processes (``peers``, the Redis fanout) those include calls painted by another
+process, and ``ended`` for such a call clears it everywhere; a peer's clear ends ours (``forget``).
 
 Fail open: the lookup runs shielded under ``lookup_deadline``. A late CRM gives colour ``none``
 with :data:`LATE_REASON` while the lookup carries on (into the cache); a failing CRM gives
@@ -17,7 +19,7 @@ import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from gateway import wire
 from gateway.directory import Directory, DirectoryError
@@ -35,6 +37,12 @@ log = logging.getLogger("callguard.calls")
 LATE_REASON = "CRM не ответила вовремя (CRM did not answer in time)"
 FAILED_REASON = "CRM недоступна, цвет не определён (CRM unavailable, no colour)"
 MAX_CALLS_PER_USER = 8
+
+
+class Peers(Protocol):
+    def elsewhere(self, user_id: str) -> dict[str, str]:
+        """Call id -> current paint frame of ``user_id``'s calls held by other processes."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +86,10 @@ class Calls:
         region: str,
         lookup_deadline: float,
         call_timeout: float,
+        peers: Peers | None = None,
     ) -> None:
         self.directory = directory
+        self.peers = peers
         self.policy = policy
         self.fanout = fanout
         self.metrics = metrics
@@ -168,7 +178,10 @@ class Calls:
         user_calls = self._calls.get(user_id)
         call = user_calls.pop(call_id, None) if user_calls else None
         if call is None:
-            return False
+            if self.peers is None or call_id not in self.peers.elsewhere(user_id):
+                return False
+            await self.fanout.publish(user_id, call_id, wire.clear(call_id))
+            return True
         if not user_calls:
             del self._calls[user_id]
         if call.timer is not None:
@@ -193,7 +206,22 @@ class Calls:
     def current_frames(self, user_id: str) -> list[tuple[str, str]]:
         """(call id, paint frame) for every painted call of ``user_id``, for a tab that opens."""
         user_calls = self._calls.get(user_id, {})
-        return [(cid, c.paint.frame) for cid, c in user_calls.items() if c.paint is not None]
+        frames = [(cid, c.paint.frame) for cid, c in user_calls.items() if c.paint is not None]
+        if self.peers is not None:
+            remote = self.peers.elsewhere(user_id)
+            frames += [(cid, frame) for cid, frame in remote.items() if cid not in user_calls]
+        return frames
+
+    def forget(self, user_id: str, call_id: str) -> None:
+        """Drop a call another process ended (its clear already reached our tabs)."""
+        user_calls = self._calls.get(user_id)
+        call = user_calls.pop(call_id, None) if user_calls else None
+        if call is None:
+            return
+        if not user_calls:
+            del self._calls[user_id]
+        if call.timer is not None:
+            call.timer.cancel()
 
     def applied(self, user_id: str, frame: wire.AppliedFrame) -> None:
         """A tab put a paint on screen; record the page's ring -> applied latency if it sent one."""

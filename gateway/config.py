@@ -17,6 +17,7 @@ from rules.phones import DEFAULT_REGION, check_region
 
 PREFIX = "CALLGUARD_"
 DEFAULT_STATUS_FIELD = "UF_CRM_CALLGUARD_STATUS"
+DEFAULT_REDIS_PREFIX = "callguard:"
 
 
 class ConfigError(ValueError):
@@ -32,6 +33,7 @@ class Settings:
     directory: Path | None = None
     rules: Path | None = None
     redis_url: str | None = None
+    redis_prefix: str = DEFAULT_REDIS_PREFIX
     cache_backend: str = "memory"
     webhook_token: str | None = None
     api_key: str | None = None
@@ -145,6 +147,12 @@ class _Reader:
         if not status_field.startswith("UF_CRM_") or not status_field.replace("_", "").isalnum():
             raise self.fail("STATUS_FIELD", f"must look like UF_CRM_NAME, got {status_field!r}")
         redis_url = self.url("REDIS_URL", ("redis", "rediss", "unix"))
+        redis_prefix = self.raw("REDIS_PREFIX") or DEFAULT_REDIS_PREFIX
+        if len(redis_prefix) > 64 or not redis_prefix.isprintable() or " " in redis_prefix:
+            raise self.fail(
+                "REDIS_PREFIX",
+                f"must be up to 64 printable characters, no spaces, got {redis_prefix!r}",
+            )
         cache_backend = (self.raw("CACHE") or "memory").lower()
         if cache_backend not in ("memory", "redis"):
             raise self.fail("CACHE", f"must be memory or redis, got {cache_backend!r}")
@@ -165,6 +173,7 @@ class _Reader:
             directory=self.path("DIRECTORY"),
             rules=self.path("RULES"),
             redis_url=redis_url,
+            redis_prefix=redis_prefix,
             cache_backend=cache_backend,
             webhook_token=self.raw("WEBHOOK_TOKEN"),
             api_key=self.raw("API_KEY"),

@@ -99,6 +99,8 @@ async def healthz(request: Request) -> Response:
         "tabs": gateway.tabs.count,
         "users": gateway.tabs.users,
         "active_calls": gateway.calls.active,
+        # Redis down degrades (other processes' tabs miss paints) but this process still serves.
+        "fanout": gateway.shared.health() if gateway.shared is not None else {"mode": "local"},
     }
     return json_response(body, 200 if ok else 503)
 

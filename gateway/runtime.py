@@ -15,7 +15,7 @@ from gateway.directory import Directory
 from gateway.directory import build as sources
 from gateway.directory.cache import CachedDirectory, redis_cache
 from gateway.directory.datafile import DataFileDirectory, DataFileError, Dataset
-from gateway.fanout import Fanout, LocalFanout
+from gateway.fanout import Fanout, LocalFanout, RedisFanout
 from gateway.metrics import Metrics
 from gateway.probes import GcProbe, LagProbe
 from gateway.tabs import Tabs
@@ -78,7 +78,14 @@ class Gateway:
         # which the stopped peer cannot answer either, gives up on it (1011).
         self.tabs = Tabs(capacity=s.tab_queue, stuck_after=s.heartbeat / 4)
         self.tabs.on_close = lambda code: self.metrics.tab_closes.labels(str(code)).inc()
-        self.fanout: Fanout = LocalFanout(self.tabs)
+        # CALLGUARD_REDIS_URL: paints cross processes through Redis; unset: this process only.
+        self.shared: RedisFanout | None = None
+        if s.redis_url is None:
+            self.fanout: Fanout = LocalFanout(self.tabs)
+        else:
+            self.fanout = self.shared = RedisFanout(
+                self.tabs, s.redis_url, prefix=s.redis_prefix, call_ttl=s.call_timeout
+            )
         self.calls = Calls(
             self.directory,
             self.policy,
@@ -87,7 +94,10 @@ class Gateway:
             region=s.region,
             lookup_deadline=s.lookup_deadline,
             call_timeout=s.call_timeout,
+            peers=self.shared,
         )
+        if self.shared is not None:
+            self.shared.on_clear = self.calls.forget
         self.metrics.watch(
             lambda: self.tabs.count, lambda: self.tabs.users, lambda: self.calls.active
         )
@@ -107,6 +117,8 @@ class Gateway:
         )
         self.lag.start()
         self.gc.start()
+        if self.shared is not None:
+            self.shared.start()
 
     async def stop(self) -> None:
         self.gc.stop()
