@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from gateway.config import ConfigError, Settings
@@ -11,7 +9,7 @@ from gateway.directory.cache import CachedDirectory
 from gateway.fakeportal import FakePortal
 from gateway.runtime import build_gateway
 from tests.directory.conftest import portal_settings
-from tests.directory.test_redis_cache import redis_reachable
+from tests.redis_server import require_redis
 
 # A database of its own, so entries never meet those of a developer's running gateway.
 REDIS = "redis://127.0.0.1:6379/14"
@@ -30,10 +28,7 @@ def test_cache_setting_is_validated() -> None:
 
 @pytest.mark.redis
 async def test_two_gateways_share_the_redis_cache(fake_portal: FakePortal) -> None:
-    if not redis_reachable():
-        if os.environ.get("CI"):
-            pytest.fail("Redis is not reachable at 127.0.0.1:6379 (CI needs it)")
-        pytest.skip("Redis is not reachable at 127.0.0.1:6379; start it to run this test")
+    require_redis()
     settings = portal_settings(fake_portal, redis_url=REDIS, cache_backend="redis")
     one, two = build_gateway(settings), build_gateway(settings)
     assert isinstance(one.directory, CachedDirectory)

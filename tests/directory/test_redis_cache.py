@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 from collections.abc import AsyncIterator
 
@@ -13,26 +11,16 @@ from gateway.directory.build import build_directory
 from gateway.directory.cache import CachedDirectory, redis_cache
 from gateway.fakeportal import FakePortal
 from tests.directory.conftest import portal_settings
+from tests.redis_server import require_redis
 
 pytestmark = pytest.mark.redis
 REDIS = "redis://127.0.0.1:6379/0"
 
 
-def redis_reachable() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 async def shared(fake_portal: FakePortal) -> AsyncIterator[tuple[CachedDirectory, CachedDirectory]]:
     """Two gateway processes' directories sharing one Redis namespace."""
-    if not redis_reachable():
-        if os.environ.get("CI"):
-            pytest.fail("Redis is not reachable at 127.0.0.1:6379 (CI needs it)")
-        pytest.skip("Redis is not reachable at 127.0.0.1:6379; start it to run this test")
+    require_redis()
     namespace = f"callguard-test-{uuid.uuid4().hex}:"
     settings = portal_settings(fake_portal)
     one = build_directory(settings, cache=redis_cache(REDIS, namespace))

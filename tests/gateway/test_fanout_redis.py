@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -22,9 +21,9 @@ from gateway.config import ConfigError, Settings
 from gateway.fanout import LocalFanout, RedisFanout
 from gateway.runtime import Gateway, build_gateway
 from gateway.tabs import Tabs
-from tests.directory.test_redis_cache import redis_reachable
 from tests.gateway.conftest import API_KEY, OWNER, RED_CALLER, RED_PHONE
 from tests.gateway.test_loopback import call, recv, send, ws_url
+from tests.redis_server import require_redis
 from tests.support import TEST_SECRET, gateway_settings, running_app
 from tests.timing import timeout
 
@@ -58,10 +57,7 @@ class Node:
 @pytest.fixture
 async def prefix() -> AsyncIterator[str]:
     """A key and channel namespace of this test alone, removed afterwards."""
-    if not redis_reachable():
-        if os.environ.get("CI"):
-            pytest.fail("Redis is not reachable at 127.0.0.1:6379 (CI needs it)")
-        pytest.skip("Redis is not reachable at 127.0.0.1:6379; start it to run this test")
+    require_redis()
     name = f"callguard-test-{uuid.uuid4().hex}:"
     yield name
     client: aioredis.Redis = aioredis.from_url(REDIS)

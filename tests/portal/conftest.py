@@ -3,8 +3,6 @@
 import asyncio
 import contextlib
 import json
-import os
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,26 +24,14 @@ from gateway.events import HANDLED_EVENTS
 from gateway.fakeportal import FakePortal
 from gateway.tokens import issue_token
 from gateway.webhooks import Portal
+from tests.redis_server import REDIS_URL, require_redis
 from tests.support import TEST_SECRET, running_app
 from tests.timing import timeout
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def _redis_up() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 @pytest.fixture
 def redis_url() -> str:
-    if not _redis_up():
-        if os.environ.get("CI"):
-            pytest.fail("Redis is not running at 127.0.0.1:6379 (.ci/run starts it)")
-        pytest.skip("Redis is not running at 127.0.0.1:6379")
+    require_redis()
     return REDIS_URL
 
 
