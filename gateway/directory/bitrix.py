@@ -218,17 +218,19 @@ class BitrixClient:
 
     async def _admit(self, method: str, deadline: float) -> None:
         wait = self.bucket.wait_time()
-        if wait > 0:
-            if time.monotonic() + wait >= deadline:
-                # Fail fast: queueing past the deadline only delays the caller's fail-open.
-                raise self._fail(
-                    BitrixRateLimited,
-                    method,
-                    "QUERY_LIMIT_EXCEEDED",
-                    f"client-side rate limit: next request in {wait:.2f} s",
-                )
-            await asyncio.sleep(wait)
+        if wait > 0 and time.monotonic() + wait >= deadline:
+            # Fail fast: queueing past the deadline only delays the caller's fail-open.
+            raise self._fail(
+                BitrixRateLimited,
+                method,
+                "QUERY_LIMIT_EXCEEDED",
+                f"client-side rate limit: next request in {wait:.2f} s",
+            )
+        # Take the place before sleeping: requests waiting at the same time queue one behind
+        # another instead of all waking for the same free slot and overrunning the portal.
         self.bucket.take()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def _session_for_loop(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 
 from gateway.directory.bitrix import (
+    BitrixClient,
     BitrixConfigError,
     BitrixError,
     BitrixMethodPaused,
     BitrixRateLimited,
     BitrixTimeout,
     BitrixTransportError,
+    Limits,
 )
 from gateway.directory.build import source_directory
 from gateway.directory.datafile import Dataset
@@ -173,6 +176,25 @@ async def test_the_client_side_bucket_fails_fast_instead_of_queueing(
         assert fake_portal.requests == {"crm.duplicate.findbycomm": 3}
     finally:
         await directory.close()
+
+
+async def test_concurrent_requests_reserve_their_place_in_the_bucket(
+    fake_portal: FakePortal,
+) -> None:
+    # Burst 2 at 2/s: the 3rd request waits 0.5 s, the 4th would wait 1 s, past the deadline.
+    # Requests that wait at the same time must each take their own turn, not all the next one.
+    client = BitrixClient(fake_portal.webhook_url, Limits(rate_burst=2, rate_per_second=2.0))
+    try:
+        deadline = time.monotonic() + 0.8
+        results = await asyncio.gather(
+            *(client.call("profile", deadline=deadline) for _ in range(6)),
+            return_exceptions=True,
+        )
+        limited = [r for r in results if isinstance(r, BitrixRateLimited)]
+        assert len(limited) == 3, results
+        assert fake_portal.requests == {"profile": 3}
+    finally:
+        await client.close()
 
 
 async def test_the_webhook_code_never_reaches_the_logs(
