@@ -233,6 +233,10 @@ class Portal:
             except DirectoryError as err:
                 # The portal failed or is not set up: one line, and the cache is refreshed anyway.
                 log.warning("company %s: status not checked: %s", event.entity_id, err)
+            except Exception:
+                # The approved-status store (Redis) or the guard itself failed: say so with the
+                # traceback, and still refresh the cache below.
+                log.exception("company %s: status not checked", event.entity_id)
         if self.refresh is None:
             return
         try:

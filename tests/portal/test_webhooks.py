@@ -11,10 +11,14 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from gateway.events import MAX_BODY
+from gateway.approved import RedisStore
+from gateway.directory.datafile import load_dataset
+from gateway.events import MAX_BODY, CrmChange
 from gateway.fakeportal import FakePortal, encode_form
 from gateway.queues import WorkQueue
 from gateway.runtime import build_gateway
+from gateway.statuses import StatusGuard
+from gateway.statuses_datafile import DataFileStatusPortal
 from gateway.webhooks import Portal
 from tests.portal.conftest import WEBHOOK_TOKEN, gateway_running, open_tab, portal_settings
 from tests.timing import timeout
@@ -249,3 +253,33 @@ def test_when_the_queue_is_full_the_event_is_dropped_and_counted() -> None:
         'callguard_portal_events_total{event="ONVOXIMPLANTCALLEND",outcome="dropped"} 1.0'
         in exposition
     )
+
+
+async def test_a_failing_status_store_still_refreshes_the_cache(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The approved statuses live in Redis, and Redis is down: the guard cannot judge the change,
+    # but the company's numbers must still be refreshed, or calls show the old colour for a TTL.
+    gateway = build_gateway(portal_settings())
+    store = RedisStore("redis://127.0.0.1:9/0")  # nothing listens on the discard port
+    data = load_dataset()
+    guard = StatusGuard(DataFileStatusPortal(data), store, gateway.policy, ())
+    refreshed: list[tuple[str, str, bool]] = []
+
+    async def refresh(kind: str, entity_id: str, deleted: bool) -> set[str]:
+        refreshed.append((kind, entity_id, deleted))
+        return set()
+
+    portal = Portal(
+        WEBHOOK_TOKEN, gateway.calls, gateway.metrics.registry, refresh=refresh, guard=guard
+    )
+    await portal.start()
+    try:
+        assert portal.crm.offer(CrmChange("company", "update", "10"))
+        async with asyncio.timeout(timeout()):
+            await portal.idle()
+    finally:
+        await portal.stop()
+        await gateway.calls.close()
+    assert refreshed == [("company", "10", False)]
+    assert "company 10: status not checked" in caplog.text
