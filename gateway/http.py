@@ -46,9 +46,16 @@ async def post_call(request: Request) -> Response:
             "missing or wrong API key: send 'Authorization: Bearer <CALLGUARD_API_KEY>'",
             **{"WWW-Authenticate": "Bearer"},
         )
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        return failure(413, "too_large", f"request body larger than {MAX_BODY} bytes")
+    too_large = failure(413, "too_large", f"request body larger than {MAX_BODY} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return too_large
+    # Read no further than the bound: an oversized body is refused, not first held in memory.
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return too_large
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:

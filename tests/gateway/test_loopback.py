@@ -20,6 +20,7 @@ from gateway.app import create_app
 from gateway.calls import LATE_REASON
 from gateway.config import Settings
 from gateway.directory.datafile import DataFileDirectory, parse_dataset
+from gateway.http import MAX_BODY
 from gateway.runtime import Gateway
 from tests.gateway.conftest import (
     API_KEY,
@@ -147,6 +148,28 @@ async def test_api_calls_over_http(base: str) -> None:
         assert good.json()["colour"] == "red"
         assert (await recv(ws))["call_id"] == "p1"
         assert (await http.get("/healthz")).json()["tabs"] == 1
+
+
+async def test_an_oversized_api_body_is_refused_without_reading_it_all(base: str) -> None:
+    # A chunked body that passes the bound and never ends: the answer must not wait for its end.
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        size = MAX_BODY + 1
+        writer.write(
+            b"POST /api/calls HTTP/1.1\r\nHost: gateway\r\n"
+            + f"Authorization: Bearer {API_KEY}\r\n".encode()
+            + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + f"{size:x}\r\n".encode()
+            + b" " * size
+            + b"\r\n"
+        )
+        await writer.drain()
+        async with asyncio.timeout(timeout()):
+            status = await reader.readline()
+        assert status.split()[1] == b"413", status
+    finally:
+        writer.close()
 
 
 async def test_a_hanging_crm_fails_open_on_the_wire() -> None:
