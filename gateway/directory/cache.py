@@ -52,8 +52,6 @@ class CachedDirectory:
         self.max_size = max_size
         self._inflight: dict[str, asyncio.Task[Findings]] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()  # numbers this process cached, LRU
-        self._epoch = 0  # bumped by entity invalidations
-        self._generation: dict[str, int] = {}  # bumped by number invalidations
 
     async def lookup(self, phone: str) -> Findings:
         task = self._inflight.get(phone)
@@ -80,9 +78,11 @@ class CachedDirectory:
             self._touch(phone)
             return decode(raw)
         m.cache_misses.inc()
-        stamp = (self._epoch, self._generation.get(phone, 0))
         findings = await self.inner.lookup(phone)
-        if stamp == (self._epoch, self._generation.get(phone, 0)):
+        # Every invalidation unregisters the lookups it overtakes (invalidate_phone pops one,
+        # invalidate_entity and clear drop all): only a lookup still registered may store.
+        # No per-number counter is kept, so nothing grows with the numbers ever invalidated.
+        if self._inflight.get(phone) is asyncio.current_task():
             await self._store(phone, findings)
         return findings
 
@@ -127,7 +127,6 @@ class CachedDirectory:
     # -- invalidation ------------------------------------------------------------------------
     async def invalidate_phone(self, phone: str) -> None:
         """Forget ``phone`` (an E.164 key): the next lookup asks the source."""
-        self._generation[phone] = self._generation.get(phone, 0) + 1
         self._inflight.pop(phone, None)
         self._recent.pop(phone, None)
         await self._delete(_key(phone))
@@ -138,7 +137,6 @@ class CachedDirectory:
         index yet: invalidate its numbers with :meth:`invalidate_phone`."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        self._epoch += 1
         self._inflight.clear()
         phones = await self.phones_for(kind, ident)
         for phone in phones:
@@ -151,7 +149,6 @@ class CachedDirectory:
         return set(_phones(await self._get(_index_key(kind, str(ident)))))
 
     async def clear(self) -> None:
-        self._epoch += 1
         self._inflight.clear()
         self._recent.clear()
         await self.cache.clear()

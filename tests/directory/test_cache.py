@@ -159,3 +159,19 @@ async def test_the_data_file_directory_sits_behind_the_same_cache(demo_data: Dat
         assert source_directory(Settings(secret="s" * 32)).health()["ok"] is True
     finally:
         await directory.close()
+
+
+async def test_invalidations_leave_no_state_behind_per_number() -> None:
+    # CRM events invalidate numbers for as long as the gateway runs: what the cache remembers
+    # about them must stay bounded by what it caches, not grow with every number ever dropped.
+    from gateway.config import Settings
+
+    directory = build_directory(Settings(secret="s" * 32, cache_size=10))
+    assert isinstance(directory, CachedDirectory)
+    try:
+        for n in range(2000):
+            await directory.invalidate_phone(f"+7495{n:07d}")
+        sizes = {k: len(v) for k, v in vars(directory).items() if hasattr(v, "__len__")}
+        assert max(sizes.values()) <= 10, sizes
+    finally:
+        await directory.close()
