@@ -284,6 +284,8 @@ class RedisFanout:
                 origin, expires, frame = orjson.loads(value)
             except (ValueError, TypeError):
                 continue  # not ours to read: skip it
+            if not (_texts(user_id, call_id, origin, frame) and _number(expires)):
+                continue
             if origin != self.origin and expires > wall:
                 mirror.setdefault(user_id, {})[call_id] = (frame, now + expires - wall)
         old, self._mirror = self._mirror, mirror
@@ -298,8 +300,12 @@ class RedisFanout:
     def _receive(self, data: bytes) -> None:
         try:
             origin, user_id, key, frame = orjson.loads(data)
+            if not _texts(origin, user_id, frame) or not (key is None or isinstance(key, str)):
+                raise TypeError("not a fanout frame")
             kind = frame_type(frame)
         except (ValueError, TypeError, AttributeError):
+            # Anything on the shared channel may be foreign or from another version: a message
+            # we cannot read is skipped, never allowed to end the reader.
             log.debug("skipping a message on %s that is not a fanout frame", self.channel)
             return
         if origin == self.origin:
@@ -361,3 +367,11 @@ def _masked(url: str) -> str:
     if "@" in rest:
         rest = "***@" + rest.split("@", 1)[1]
     return scheme + sep + rest
+
+
+def _texts(*values: object) -> bool:
+    return all(isinstance(v, str) for v in values)
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

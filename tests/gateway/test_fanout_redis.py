@@ -221,3 +221,20 @@ def test_the_redis_url_chooses_the_fanout() -> None:
     assert Settings.from_env({**env, "CALLGUARD_REDIS_PREFIX": "cg-eu:"}).redis_prefix == "cg-eu:"
     with pytest.raises(ConfigError, match=r"^CALLGUARD_REDIS_PREFIX: must be up to 64"):
         Settings.from_env({**env, "CALLGUARD_REDIS_PREFIX": "has space"})
+
+
+@pytest.mark.redis
+async def test_foreign_messages_on_the_channel_never_stop_the_reader(prefix: str) -> None:
+    """Malformed messages and hash entries of another version are skipped; paints still cross."""
+    client: aioredis.Redis = aioredis.from_url(REDIS)
+    try:
+        await client.hset(prefix + "calls", '[["x"], 1]', '["o", "soon", 5]')
+        async with cluster(prefix) as (a, b), b.tab(RED_CALLER) as tab_b:
+            for junk in ('["o", ["u"], "k", "f"]', '["o", "7", 5, "f"]', "[1, 2]", "not json"):
+                await client.publish(prefix + "fanout", junk)
+            await a.post_call(RED_CALLER, "c1")
+            paint = await recv(tab_b)
+            assert (paint["type"], paint["call_id"], paint["colour"]) == ("paint", "c1", "red")
+            assert b.fanout.connected
+    finally:
+        await client.aclose()
