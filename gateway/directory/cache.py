@@ -73,10 +73,11 @@ class CachedDirectory:
 
     async def _load(self, phone: str) -> Findings:
         raw = await self._get(_key(phone))
-        if raw is not None:
+        cached = _readable(raw)
+        if cached is not None:
             m.cache_hits.inc()
             self._touch(phone)
-            return decode(raw)
+            return cached
         m.cache_misses.inc()
         findings = await self.inner.lookup(phone)
         # Every invalidation unregisters the lookups it overtakes (invalidate_phone pops one,
@@ -207,6 +208,19 @@ def decode(raw: str | bytes) -> Findings:
         companies=tuple(Company(**x) for x in doc["companies"]),
         linked_companies=tuple(Company(**x) for x in doc["linked_companies"]),
     )
+
+
+def _readable(raw: str | bytes | None) -> Findings | None:
+    """A cached entry, or None for a miss. An entry this version cannot read (written by another
+    gateway version sharing a Redis cache) is a miss, so the number is looked up afresh instead
+    of failing every call to it until the entry expires."""
+    if raw is None:
+        return None
+    try:
+        return decode(raw)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        log.warning("ignoring a cache entry this version cannot read; looking the number up again")
+        return None
 
 
 def _key(phone: str) -> str:

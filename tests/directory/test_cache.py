@@ -175,3 +175,18 @@ async def test_invalidations_leave_no_state_behind_per_number() -> None:
         assert max(sizes.values()) <= 10, sizes
     finally:
         await directory.close()
+
+
+async def test_an_entry_this_version_cannot_read_is_a_miss(
+    rest_directory: CachedDirectory, fake_portal: FakePortal, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A shared Redis cache may hold entries of another gateway version: look the number up."""
+    await rest_directory.cache.set("f:+74951234567", '{"phone": "+74951234567", "deals": []}')
+    fake_portal.reset_counters()
+    found = await rest_directory.lookup("+74951234567")
+    assert [c.id for c in found.companies] == ["10"]
+    assert fake_portal.requests["crm.duplicate.findbycomm"] == 3
+    assert "cannot read" in caplog.text
+    fake_portal.reset_counters()
+    assert await rest_directory.lookup("+74951234567") == found  # stored afresh: a hit now
+    assert fake_portal.total_requests == 0
