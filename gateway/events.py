@@ -192,20 +192,30 @@ def parse_event(form: Form) -> PortalEvent:
         # The client's number: PHONE_NUMBER on outgoing calls (CALL_TYPE 1), else CALLER_ID;
         # calls registered by a telephony app carry no PHONE_NUMBER at all (reference §1.3).
         outgoing = data.get("CALL_TYPE") == "1"
-        phone = data.get("PHONE_NUMBER") if outgoing else None
-        if not isinstance(phone, str) or not phone.strip():
-            phone = _text(data, "CALLER_ID", name)
-        return CallInit(call_id, phone.strip(), "out" if outgoing else "in")
+        key = "PHONE_NUMBER" if outgoing and _present(data, "PHONE_NUMBER") else "CALLER_ID"
+        return CallInit(call_id, _text(data, key, name), "out" if outgoing else "in")
     if name == "ONVOXIMPLANTCALLSTART":
         return CallStart(call_id, _ident(data.get("USER_ID"), name, "USER_ID"))
     return CallEnd(call_id, _ident(data.get("PORTAL_USER_ID"), name, "PORTAL_USER_ID"))
+
+
+# The same bounds as a tab's frames (gateway/wire.py): a call id is kept and sent to tabs.
+_MAX_TEXT = {"CALL_ID": 128, "CALLER_ID": 64, "PHONE_NUMBER": 64}
 
 
 def _text(data: Form, key: str, name: str) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value.strip():
         raise MalformedBody(f"{name}: data[{key}] is missing")
+    limit = _MAX_TEXT.get(key, 128)
+    if len(value.strip()) > limit:
+        raise MalformedBody(f"{name}: data[{key}] is longer than {limit} characters")
     return value.strip()
+
+
+def _present(data: Form, key: str) -> bool:
+    value = data.get(key)
+    return isinstance(value, str) and bool(value.strip())
 
 
 def _ident(value: Any, name: str, key: str) -> str:

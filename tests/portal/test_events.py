@@ -214,6 +214,27 @@ def test_bad_tokens(fields: dict[str, object], message: str) -> None:
             {"event": "ONCRMLEADADD", "data[FIELDS][ID]": "-1"},
             "ONCRMLEADADD: data[FIELDS][ID] must be a numeric id, got '-1'",
         ),
+        (
+            {
+                "event": "ONVOXIMPLANTCALLEND",
+                "data[CALL_ID]": "c" * 129,
+                "data[PORTAL_USER_ID]": "1",
+            },
+            "ONVOXIMPLANTCALLEND: data[CALL_ID] is longer than 128 characters",
+        ),
+        (
+            {"event": "ONVOXIMPLANTCALLINIT", "data[CALL_ID]": "c", "data[CALLER_ID]": "7" * 65},
+            "ONVOXIMPLANTCALLINIT: data[CALLER_ID] is longer than 64 characters",
+        ),
+        (
+            {
+                "event": "ONVOXIMPLANTCALLINIT",
+                "data[CALL_ID]": "c",
+                "data[CALL_TYPE]": "1",
+                "data[PHONE_NUMBER]": "7" * 65,
+            },
+            "ONVOXIMPLANTCALLINIT: data[PHONE_NUMBER] is longer than 64 characters",
+        ),
     ],
 )
 def test_malformed_events(fields: dict[str, str], message: str) -> None:
