@@ -11,17 +11,22 @@ An empty string is a recorded "no status"; ``None`` from :meth:`get` means "no r
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 import redis.asyncio as aioredis
+from redis.exceptions import LockError, LockNotOwnedError
+
+log = logging.getLogger("callguard.statuses")
 
 KEY = "callguard:approved-status"
 LOCK_PREFIX = "callguard:status-lock:"
-# A judgement is a few REST calls; the lock expires on its own if a process dies holding it.
-LOCK_SECONDS = 30.0
-LOCK_WAIT = 35.0
+# A judgement is a few REST calls of up to 10 s each: the lock outlives a slow one, and expires
+# on its own if a process dies holding it.
+LOCK_SECONDS = 60.0
+LOCK_WAIT = 65.0
 
 
 class ApprovedStore(Protocol):
@@ -94,8 +99,9 @@ class MemoryStore:
 class RedisStore:
     """Approved statuses in one Redis hash (company id -> status code)."""
 
-    def __init__(self, url: str, key: str = KEY) -> None:
+    def __init__(self, url: str, key: str = KEY, lock_seconds: float = LOCK_SECONDS) -> None:
         self.key = key
+        self.lock_seconds = lock_seconds
         self._redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
         self._locks = _LocalLocks()
 
@@ -118,11 +124,23 @@ class RedisStore:
         async with self._locks.hold(company_id):
             lock = self._redis.lock(
                 LOCK_PREFIX + self.key + ":" + company_id,
-                timeout=LOCK_SECONDS,
-                blocking_timeout=LOCK_WAIT,
+                timeout=self.lock_seconds,
+                blocking_timeout=self.lock_seconds + LOCK_WAIT - LOCK_SECONDS,
             )
-            async with lock:
+            if not await lock.acquire():
+                raise LockError(f"status lock of company {company_id} not acquired in time")
+            try:
                 yield
+            finally:
+                try:
+                    await lock.release()
+                except LockNotOwnedError:
+                    # The judgement outlived the lock (a slow portal): it is done all the same;
+                    # another process may have judged the company meanwhile.
+                    log.warning(
+                        "status lock of company %s expired before its judgement finished",
+                        company_id,
+                    )
 
     def lock(self, company_id: str) -> AbstractAsyncContextManager[None]:
         return self._hold(company_id)

@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+import redis.asyncio as aioredis
 
 from gateway.approved import MemoryStore, RedisStore, open_store
 from gateway.directory.datafile import load_dataset
@@ -88,3 +89,20 @@ async def test_open_store_picks_by_setting(redis_url: str) -> None:
     store = open_store(redis_url)
     assert isinstance(store, RedisStore)
     await store.close()
+
+
+async def test_a_judgement_that_outlives_its_lock_finishes_with_a_warning(
+    redis_store: RedisStore, redis_url: str, store_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A slow portal may keep a judgement past the lock's expiry: no traceback, one warning."""
+    lock_key = "callguard:status-lock:" + store_key + ":10"
+    redis = aioredis.from_url(redis_url)
+    try:
+        async with redis_store.lock("10"):
+            assert await redis.exists(lock_key)
+            await redis.delete(lock_key)  # what Redis does when the lock's time is up
+            await redis_store.set("10", "IN_WORK")
+        assert await redis_store.get("10") == "IN_WORK"
+        assert "expired before its judgement finished" in caplog.text
+    finally:
+        await redis.aclose()
