@@ -77,6 +77,10 @@ class CachedDirectory:
         if cached is not None:
             m.cache_hits.inc()
             self._touch(phone)
+            # With a shared (Redis) cache a hit may be a number another process stored: keep
+            # this process's recency list bounded, but leave the entry to its owner and its TTL.
+            while len(self._recent) > self.max_size:
+                self._recent.popitem(last=False)
             return cached
         m.cache_misses.inc()
         findings = await self.inner.lookup(phone)

@@ -53,3 +53,31 @@ async def test_an_entity_invalidated_by_one_process_is_gone_for_the_other(
     fake_portal.reset_counters()
     await one.lookup("+79160001122")
     assert fake_portal.requests == {"crm.duplicate.findbycomm": 3, "batch": 1}
+
+
+async def test_hits_on_numbers_another_process_stored_keep_the_size_bound(
+    fake_portal: FakePortal,
+) -> None:
+    """A process that mostly hits entries others stored tracks at most its size bound, and
+    evicts nothing of theirs."""
+    require_redis()
+    namespace = f"callguard-test-{uuid.uuid4().hex}:"
+    settings = portal_settings(fake_portal)
+    writer = build_directory(settings, cache=redis_cache(REDIS, namespace))
+    reader = build_directory(settings.but(cache_size=2), cache=redis_cache(REDIS, namespace))
+    phones = ["+74951234567", "+74952223344", "+79160001122", "+79161234567"]
+    try:
+        for phone in phones:
+            await writer.lookup(phone)
+        fake_portal.reset_counters()
+        for phone in phones:
+            await reader.lookup(phone)
+        assert reader.health()["cached"] == 2
+        assert fake_portal.total_requests == 0
+        for phone in phones:  # still all there for everyone
+            await writer.lookup(phone)
+        assert fake_portal.total_requests == 0
+    finally:
+        await writer.cache.clear()
+        await writer.close()
+        await reader.close()
