@@ -21,9 +21,9 @@ from typing import Any
 
 import aiohttp
 
-from gateway.config import Settings
-from gateway.directory.build import build_directory
-from gateway.directory.datafile import load_dataset
+from gateway.crm.build import build_directory
+from gateway.crm.datafile import load_dataset
+from gateway.run.config import Settings
 from rules.phones import try_normalize
 
 

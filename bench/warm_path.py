@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.loadtest import Plan, Run, add_arguments, demo_phones, plan_from, run
+from gateway.tools.loadtest import Plan, Run, add_arguments, demo_phones, plan_from, run
 
 
 def ratio(baseline: float, tuned: float) -> str:

@@ -93,7 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_fake_portal)
 
     p = sub.add_parser("loadtest", help="N tabs on a local gateway process, calls at a fixed rate")
-    from gateway.loadtest import add_arguments as loadtest_arguments
+    from gateway.tools.loadtest import add_arguments as loadtest_arguments
 
     loadtest_arguments(p)
     p.set_defaults(handler=_loadtest)
@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
 def _explain(args: argparse.Namespace) -> int:
     import asyncio
 
-    from gateway.directory.datafile import DataFileDirectory, DataFileError, load_dataset
+    from gateway.crm.datafile import DataFileDirectory, DataFileError, load_dataset
     from rules import InvalidPhone, PolicyError, decide, load_policy, normalize
     from rules.phones import DEFAULT_REGION, check_region
 
@@ -161,8 +161,8 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway import launch
-    from gateway.config import ConfigError
+    from gateway.run import launch
+    from gateway.run.config import ConfigError
 
     try:
         launch.serve(args.host, args.port, args.insecure_dev)
@@ -172,8 +172,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gateway import launch
-    from gateway.config import ConfigError
+    from gateway.run import launch
+    from gateway.run.config import ConfigError
 
     try:
         launch.demo(args.host, args.port)
@@ -183,8 +183,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from gateway import launch
-    from gateway.config import ConfigError
+    from gateway.run import launch
+    from gateway.run.config import ConfigError
 
     try:
         print(launch.token(args.user, args.ttl))
@@ -194,7 +194,7 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _setup_portal(args: argparse.Namespace) -> int:
-    from gateway.setup_portal import SetupError, command
+    from gateway.portal.setup import SetupError, command
 
     try:
         return command(args.portal, args.rules, args.check)
@@ -207,9 +207,9 @@ def _portal_lookup(url: str, phone: str, region: str) -> Findings:
     import asyncio
     import os
 
-    from gateway.config import DEFAULT_STATUS_FIELD, mask_url
-    from gateway.directory.bitrix import BitrixClient, BitrixError
-    from gateway.directory.portal import BitrixDirectory
+    from gateway.crm.client import BitrixClient, BitrixError
+    from gateway.crm.rest import BitrixDirectory
+    from gateway.run.config import DEFAULT_STATUS_FIELD, mask_url
 
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--portal must be an http(s) URL, got {mask_url(url)!r}")
@@ -231,8 +231,8 @@ def _portal_lookup(url: str, phone: str, region: str) -> Findings:
 def _fake_portal(args: argparse.Namespace) -> int:
     import asyncio
 
-    from gateway.directory.datafile import DataFileError, load_dataset
-    from gateway.fakeportal import FakePortal
+    from gateway.crm.datafile import DataFileError, load_dataset
+    from gateway.tools.fakeportal import FakePortal
 
     try:
         data = load_dataset(args.data)
@@ -269,7 +269,7 @@ def _fake_portal(args: argparse.Namespace) -> int:
 
 
 def _loadtest(args: argparse.Namespace) -> int:
-    from gateway import loadtest
+    from gateway.tools import loadtest
 
     try:
         return loadtest.command(args)

@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator
 import uvicorn
 from starlette.applications import Starlette
 
-from gateway.app import create_app
-from gateway.config import Settings
-from gateway.directory import Directory
-from gateway.server import serve, uvicorn_config
+from gateway.crm import Directory
+from gateway.run.config import Settings
+from gateway.run.server import serve, uvicorn_config
+from gateway.web.app import create_app
 from tests.timing import timeout
 
 TEST_SECRET = "test-secret-0123456789abcdef-0123456789"

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from playwright.async_api import Page
 
-from gateway.config import Settings
+from gateway.run.config import Settings
 from tests.timing import timeout
 
 WRAPPER = "#im-phone-call-view .im-phone-call-wrapper"

@@ -14,16 +14,16 @@ import websockets
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection
 
-from gateway.app import create_app
-from gateway.approved import KEY as APPROVED_KEY
-from gateway.approved import RedisStore
-from gateway.config import Settings
-from gateway.directory import Directory
-from gateway.directory.build import build_directory
-from gateway.events import HANDLED_EVENTS
-from gateway.fakeportal import FakePortal
-from gateway.tokens import issue_token
-from gateway.webhooks import Portal
+from gateway.crm import Directory
+from gateway.crm.build import build_directory
+from gateway.live.tokens import issue_token
+from gateway.portal.approved import KEY as APPROVED_KEY
+from gateway.portal.approved import RedisStore
+from gateway.portal.events import HANDLED_EVENTS
+from gateway.portal.intake import Portal
+from gateway.run.config import Settings
+from gateway.tools.fakeportal import FakePortal
+from gateway.web.app import create_app
 from tests.redis_server import REDIS_URL, require_redis
 from tests.support import TEST_SECRET, running_app
 from tests.timing import timeout

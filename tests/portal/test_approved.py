@@ -5,10 +5,10 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.approved import MemoryStore, RedisStore, open_store
-from gateway.directory.datafile import load_dataset
-from gateway.statuses import StatusGuard
-from gateway.statuses_datafile import DataFileStatusPortal
+from gateway.crm.datafile import load_dataset
+from gateway.portal.approved import MemoryStore, RedisStore, open_store
+from gateway.portal.status_datafile import DataFileStatusPortal
+from gateway.portal.statuses import StatusGuard
 from rules import load_policy
 from tests.timing import timeout
 

@@ -5,7 +5,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.directory.build import build_directory
+from gateway.crm.build import build_directory
 from tests.portal.conftest import gateway_running, open_tab, portal_settings
 
 RED_PHONE = "8 495 123-45-67"  # ООО «Ромашка» (company 10), IN_WORK with user 6 (Moscow, head 4)

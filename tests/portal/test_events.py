@@ -4,7 +4,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from gateway.events import (
+from gateway.portal.events import (
     MAX_BODY,
     MAX_DEPTH,
     MAX_FIELDS,

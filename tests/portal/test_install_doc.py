@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.events import HANDLED_EVENTS
-from gateway.tokens import TokenError, verify_token
+from gateway.live.tokens import TokenError, verify_token
+from gateway.portal.events import HANDLED_EVENTS
 from tests.timing import timeout
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "install-box.md"

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from gateway.fakeportal import FakePortal
-from gateway.runtime import Gateway
+from gateway.run.runtime import Gateway
+from gateway.tools.fakeportal import FakePortal
 from tests.portal.conftest import Tab, open_tab, rest_gateway, settle
 
 RED_PHONE = "+7 (495) 123-45-67"  # ООО «Ромашка» (company 10): IN_WORK with user 6 (Moscow, head 4)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.approved import RedisStore
-from gateway.directory.bitrix import BitrixClient
-from gateway.fakeportal import FakePortal
-from gateway.setup_portal import INIT_CONFIG, INIT_PHP, Setup, instructions
+from gateway.crm.client import BitrixClient
+from gateway.portal.approved import RedisStore
+from gateway.portal.setup import INIT_CONFIG, INIT_PHP, Setup, instructions
+from gateway.tools.fakeportal import FakePortal
 from rules import load_policy
 from tests.portal.conftest import rest_gateway, settle
 from tests.timing import timeout

@@ -2,10 +2,10 @@
 
 import pytest
 
-from gateway.approved import MemoryStore
-from gateway.directory.datafile import load_dataset
-from gateway.statuses import Department, StatusGuard, approvers, judge
-from gateway.statuses_datafile import DataFileStatusPortal, UnknownEntity
+from gateway.crm.datafile import load_dataset
+from gateway.portal.approved import MemoryStore
+from gateway.portal.status_datafile import DataFileStatusPortal, UnknownEntity
+from gateway.portal.statuses import Department, StatusGuard, approvers, judge
 from rules import load_policy
 
 # 1 root (head 10) > 2 sales (head 20) > 3 moscow (head 30), 4 regions (no head) > 5 far (head 50)

@@ -11,15 +11,15 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from gateway.approved import RedisStore
-from gateway.directory.datafile import load_dataset
-from gateway.events import MAX_BODY, CrmChange
-from gateway.fakeportal import FakePortal, encode_form
-from gateway.queues import WorkQueue
-from gateway.runtime import build_gateway
-from gateway.statuses import StatusGuard
-from gateway.statuses_datafile import DataFileStatusPortal
-from gateway.webhooks import Portal
+from gateway.crm.datafile import load_dataset
+from gateway.portal.approved import RedisStore
+from gateway.portal.events import MAX_BODY, CrmChange
+from gateway.portal.intake import Portal
+from gateway.portal.queues import WorkQueue
+from gateway.portal.status_datafile import DataFileStatusPortal
+from gateway.portal.statuses import StatusGuard
+from gateway.run.runtime import build_gateway
+from gateway.tools.fakeportal import FakePortal, encode_form
 from tests.portal.conftest import WEBHOOK_TOKEN, gateway_running, open_tab, portal_settings
 from tests.timing import timeout
 

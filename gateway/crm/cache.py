@@ -1,0 +1,242 @@
+"""CachedDirectory: a TTL cache in front of any directory, plus what aiocache lacks.
+
+- **Single-flight**: N concurrent lookups of one number run one inner lookup; the others wait for
+  it (``coalesced``). The inner lookup runs in its own task, so a caller that gives up (the
+  pipeline's deadline) does not cancel it: it still completes into the cache.
+- **Negative caching**: a number that matches nothing is cached too, for ``negative_ttl``. Values
+  are stored encoded (JSON text): an empty Findings is never the ``None`` aiocache reads as a miss.
+- **A size bound**: at most ``max_size`` numbers, least recently used out first.
+- **Invalidation** by number and by CRM entity: an index ``(kind, id) -> numbers`` is kept in the
+  same cache backend, so with a shared backend (Redis) any process can invalidate what another
+  cached. A lookup in flight when an invalidation arrives is not stored.
+
+The backend is any aiocache cache: ``SimpleMemoryCache`` now, ``redis_cache(url)`` by configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from functools import partial
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import orjson
+from aiocache import RedisCache, SimpleMemoryCache
+from aiocache.base import BaseCache
+from aiocache.serializers import StringSerializer
+
+from gateway.crm import Directory
+from gateway.crm import metrics as m
+from rules.model import Company, Contact, Findings, Lead
+
+log = logging.getLogger("callguard.directory")
+KINDS = ("lead", "contact", "company")
+
+
+class CachedDirectory:
+    def __init__(
+        self,
+        inner: Directory,
+        *,
+        cache: BaseCache | None = None,
+        ttl: float = 300.0,
+        negative_ttl: float = 60.0,
+        max_size: int = 10_000,
+    ) -> None:
+        self.inner = inner
+        self.cache: BaseCache = cache if cache is not None else SimpleMemoryCache()
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self.max_size = max_size
+        self._inflight: dict[str, asyncio.Task[Findings]] = {}
+        self._recent: OrderedDict[str, None] = OrderedDict()  # numbers this process cached, LRU
+
+    async def lookup(self, phone: str) -> Findings:
+        task = self._inflight.get(phone)
+        if task is not None:
+            m.coalesced.inc()
+            return await asyncio.shield(task)
+        # Ordering rule: register the in-flight task BEFORE any await. A caller arriving while
+        # this one awaits (the cache, the portal) must find it, or one number gets two lookups.
+        task = asyncio.ensure_future(self._load(phone))
+        self._inflight[phone] = task
+        task.add_done_callback(partial(self._done, phone))
+        return await asyncio.shield(task)
+
+    def _done(self, phone: str, task: asyncio.Task[Findings]) -> None:
+        if self._inflight.get(phone) is task:
+            del self._inflight[phone]
+        if not task.cancelled():
+            task.exception()  # retrieved here: nobody may be left waiting for it
+
+    async def _load(self, phone: str) -> Findings:
+        raw = await self._get(_key(phone))
+        cached = _readable(raw)
+        if cached is not None:
+            m.cache_hits.inc()
+            self._touch(phone)
+            # With a shared (Redis) cache a hit may be a number another process stored: keep
+            # this process's recency list bounded, but leave the entry to its owner and its TTL.
+            while len(self._recent) > self.max_size:
+                self._recent.popitem(last=False)
+            return cached
+        m.cache_misses.inc()
+        findings = await self.inner.lookup(phone)
+        # Every invalidation unregisters the lookups it overtakes (invalidate_phone pops one,
+        # invalidate_entity and clear drop all): only a lookup still registered may store.
+        # No per-number counter is kept, so nothing grows with the numbers ever invalidated.
+        if self._inflight.get(phone) is asyncio.current_task():
+            await self._store(phone, findings)
+        return findings
+
+    async def _store(self, phone: str, findings: Findings) -> None:
+        ttl = self.negative_ttl if findings.empty else self.ttl
+        if ttl <= 0:
+            return
+        try:
+            await self.cache.set(_key(phone), encode(findings), ttl=ttl)
+            for kind, ident in entities(findings):
+                key = _index_key(kind, ident)
+                phones = set(_phones(await self.cache.get(key)))
+                if phone not in phones:
+                    await self.cache.set(
+                        key, orjson.dumps(sorted(phones | {phone})).decode(), ttl=self.ttl
+                    )
+        except Exception as err:  # a cache that fails must not fail the lookup
+            log.warning("cache write for %s failed: %s", phone, err)
+            return
+        self._touch(phone)
+        while len(self._recent) > self.max_size:
+            oldest, _ = self._recent.popitem(last=False)
+            await self._delete(_key(oldest))
+
+    def _touch(self, phone: str) -> None:
+        self._recent[phone] = None
+        self._recent.move_to_end(phone)
+
+    async def _get(self, key: str) -> Any:
+        try:
+            return await self.cache.get(key)
+        except Exception as err:
+            log.warning("cache read of %s failed: %s", key, err)
+            return None
+
+    async def _delete(self, key: str) -> None:
+        try:
+            await self.cache.delete(key)
+        except Exception as err:
+            log.warning("cache delete of %s failed: %s", key, err)
+
+    # -- invalidation ------------------------------------------------------------------------
+    async def invalidate_phone(self, phone: str) -> None:
+        """Forget ``phone`` (an E.164 key): the next lookup asks the source."""
+        self._inflight.pop(phone, None)
+        self._recent.pop(phone, None)
+        await self._delete(_key(phone))
+
+    async def invalidate_entity(self, kind: str, ident: str | int) -> set[str]:
+        """Forget every cached number whose findings hold this lead/contact/company (directly or
+        as a linked company); returns those numbers. A new entity or a new phone is not in the
+        index yet: invalidate its numbers with :meth:`invalidate_phone`."""
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        self._inflight.clear()
+        phones = await self.phones_for(kind, ident)
+        for phone in phones:
+            await self.invalidate_phone(phone)
+        await self._delete(_index_key(kind, str(ident)))
+        return phones
+
+    async def phones_for(self, kind: str, ident: str | int) -> set[str]:
+        """The cached numbers whose findings hold this entity (e.g. a company's numbers)."""
+        return set(_phones(await self._get(_index_key(kind, str(ident)))))
+
+    async def clear(self) -> None:
+        self._inflight.clear()
+        self._recent.clear()
+        await self.cache.clear()
+
+    def health(self) -> dict[str, object]:
+        return {**self.inner.health(), "cached": len(self._recent), "inflight": len(self._inflight)}
+
+    async def close(self) -> None:
+        for task in list(self._inflight.values()):
+            task.cancel()
+        self._inflight.clear()
+        await self.inner.close()
+        client = getattr(self.cache, "client", None)
+        if client is not None and hasattr(client, "aclose"):
+            # aiocache 0.12's RedisCache.close() calls redis' deprecated client.close() and
+            # leaves the connection pool it built open: close both the redis>=5 way.
+            await client.aclose()
+            await client.connection_pool.disconnect()
+        else:
+            await self.cache.close()
+
+
+def redis_cache(url: str, namespace: str = "callguard:directory:") -> BaseCache:
+    """An aiocache Redis backend from ``redis://[:password@]host[:port][/db]``."""
+    parts = urlsplit(url)
+    db = parts.path.strip("/")
+    return RedisCache(
+        serializer=StringSerializer(),
+        namespace=namespace,
+        endpoint=parts.hostname or "127.0.0.1",
+        port=parts.port or 6379,
+        db=int(db) if db.isdigit() else 0,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def entities(findings: Findings) -> list[tuple[str, str]]:
+    found = [("lead", x.id) for x in findings.leads] + [
+        ("contact", x.id) for x in findings.contacts
+    ]
+    return found + [("company", x.id) for x in findings.all_companies]
+
+
+def encode(findings: Findings) -> str:
+    return orjson.dumps(findings.to_dict()).decode()
+
+
+def decode(raw: str | bytes) -> Findings:
+    doc = orjson.loads(raw)
+    return Findings(
+        phone=doc["phone"],
+        leads=tuple(Lead(**x) for x in doc["leads"]),
+        contacts=tuple(
+            Contact(**{**x, "company_ids": tuple(x["company_ids"])}) for x in doc["contacts"]
+        ),
+        companies=tuple(Company(**x) for x in doc["companies"]),
+        linked_companies=tuple(Company(**x) for x in doc["linked_companies"]),
+    )
+
+
+def _readable(raw: str | bytes | None) -> Findings | None:
+    """A cached entry, or None for a miss. An entry this version cannot read (written by another
+    gateway version sharing a Redis cache) is a miss, so the number is looked up afresh instead
+    of failing every call to it until the entry expires."""
+    if raw is None:
+        return None
+    try:
+        return decode(raw)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        log.warning("ignoring a cache entry this version cannot read; looking the number up again")
+        return None
+
+
+def _key(phone: str) -> str:
+    return f"f:{phone}"
+
+
+def _index_key(kind: str, ident: str) -> str:
+    return f"ix:{kind}:{ident}"
+
+
+def _phones(raw: Any) -> list[str]:
+    if not raw:
+        return []
+    value = orjson.loads(raw)
+    return [str(p) for p in value] if isinstance(value, list) else []

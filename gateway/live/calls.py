@@ -1,0 +1,320 @@
+"""The pipeline: CallEvent -> lookup -> rules.decide -> Paint -> fanout, and call state per call.
+
+One call is keyed by (user id, call id). Each paint of a call carries the next ``seq``. A call
+lives until ``end_call`` (the tab's ``ended``, a portal event), ``settings.call_timeout``, or until
+the user starts more than ``MAX_CALLS_PER_USER`` calls (the oldest is ended); ending pushes
+``clear``. A tab that opens during a call gets the user's current paints (``current_frames``).
+With several processes (``peers``, the Redis fanout) those include calls painted by another
+process, and ``ended`` for such a call clears it everywhere; a peer's clear ends ours (``forget``).
+
+Fail open: the lookup runs shielded under ``lookup_deadline``. A late CRM gives colour ``none``
+with :data:`LATE_REASON` while the lookup carries on (into the cache); a failing CRM gives
+``none`` with :data:`FAILED_REASON` and one log line per failed lookup. No error reaches a tab.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from gateway.crm import Directory, DirectoryError
+from gateway.live import wire
+from gateway.run.metrics import Metrics
+from rules.decide import decide, none_decision
+from rules.model import Decision, Findings
+from rules.phones import normalize
+from rules.policy import Policy
+
+if TYPE_CHECKING:
+    from gateway.live.fanout import Fanout
+
+log = logging.getLogger("callguard.calls")
+
+LATE_REASON = "CRM не ответила вовремя (CRM did not answer in time)"
+FAILED_REASON = "CRM недоступна, цвет не определён (CRM unavailable, no colour)"
+MAX_CALLS_PER_USER = 8
+
+
+class Peers(Protocol):
+    def elsewhere(self, user_id: str) -> dict[str, str]:
+        """Call id -> current paint frame of ``user_id``'s calls held by other processes."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    user_id: str
+    call_id: str
+    phone: str  # E.164 key from rules.normalize
+    direction: wire.Direction
+    source: str  # "ws", "api", "portal"
+    received: float  # time.perf_counter() when the event arrived
+
+
+@dataclass(frozen=True, slots=True)
+class Paint:
+    event: CallEvent
+    seq: int
+    decision: Decision
+
+    @property
+    def frame(self) -> str:
+        return wire.paint(self.event.call_id, self.seq, self.decision)
+
+
+@dataclass(slots=True)
+class _Call:
+    event: CallEvent
+    seq: int = 0
+    paint: Paint | None = None
+    generation: int = 0  # bumped by each new event, so a late decision of an older one is dropped
+    timer: asyncio.TimerHandle | None = None
+
+
+class Calls:
+    def __init__(
+        self,
+        directory: Directory,
+        policy: Policy,
+        fanout: Fanout,
+        metrics: Metrics,
+        *,
+        region: str,
+        lookup_deadline: float,
+        call_timeout: float,
+        peers: Peers | None = None,
+    ) -> None:
+        self.directory = directory
+        self.peers = peers
+        self.policy = policy
+        self.fanout = fanout
+        self.metrics = metrics
+        self.region = region
+        self.lookup_deadline = lookup_deadline
+        self.call_timeout = call_timeout
+        self._calls: dict[str, dict[str, _Call]] = {}
+        self._lookups: dict[str, asyncio.Task[Findings]] = {}
+        self._tasks: set[asyncio.Task[object]] = set()
+        self.last_event = (
+            0.0  # time.monotonic() of the latest call event (the GC policy waits for quiet)
+        )
+
+    # -- entry points (tabs, POST /api/calls, portal webhooks) -------------------------------
+
+    def normalize(self, phone: str) -> str:
+        """The phone's E.164 key; raises :class:`rules.InvalidPhone` for anything else."""
+        return normalize(phone, self.region)
+
+    def prewarm(self, phone: str) -> None:
+        """Start the lookup for ``phone`` now (a portal saw the call begin) without waiting."""
+        self._lookup(self.normalize(phone))
+
+    async def start_call(
+        self,
+        user_id: str,
+        call_id: str,
+        phone: str,
+        direction: wire.Direction = "in",
+        *,
+        only_if_unpainted: bool = False,
+        source: str = "api",
+    ) -> Paint | None:
+        """Decide and paint a call; the paint, or None when a newer event or the end overtook it.
+
+        With ``only_if_unpainted`` a call already known with the same number keeps its paint
+        (several tabs and the portal all report the same ring).
+        """
+        event = CallEvent(
+            user_id, call_id, self.normalize(phone), direction, source, time.perf_counter()
+        )
+        user_calls = self._calls.setdefault(user_id, {})
+        call = user_calls.get(call_id)
+        if call is not None and only_if_unpainted and call.event.phone == event.phone:
+            return call.paint
+        self.metrics.calls.labels(source).inc()
+        self.last_event = time.monotonic()
+        if call is None:
+            while len(user_calls) >= MAX_CALLS_PER_USER:
+                await self.end_call(user_id, next(iter(user_calls)))
+            call = user_calls[call_id] = _Call(event)
+            call.timer = asyncio.get_running_loop().call_later(
+                self.call_timeout, self._expire, user_id, call_id, call
+            )
+        else:
+            call.event = event
+            call.generation += 1
+        return await self._paint(call, call.generation)
+
+    def submit(
+        self,
+        user_id: str,
+        call_id: str,
+        phone: str,
+        direction: wire.Direction = "in",
+        *,
+        only_if_unpainted: bool = False,
+        source: str = "api",
+    ) -> None:
+        """``start_call`` in the background, for callers that must not wait up to the deadline
+        (a tab's receive loop). An invalid phone still raises here, at once."""
+        self.normalize(phone)
+        self._track(
+            self.start_call(
+                user_id,
+                call_id,
+                phone,
+                direction,
+                only_if_unpainted=only_if_unpainted,
+                source=source,
+            )
+        )
+
+    async def end_call(self, user_id: str, call_id: str) -> bool:
+        """End a call and clear it on the user's tabs; False when it was not known."""
+        user_calls = self._calls.get(user_id)
+        call = user_calls.pop(call_id, None) if user_calls else None
+        if call is None:
+            if self.peers is None or call_id not in self.peers.elsewhere(user_id):
+                return False
+            await self.fanout.publish(user_id, call_id, wire.clear(call_id))
+            return True
+        if not user_calls:
+            del self._calls[user_id]
+        if call.timer is not None:
+            call.timer.cancel()
+        await self.fanout.publish(user_id, call_id, wire.clear(call_id))
+        return True
+
+    async def redecide(self, phone: str | None = None) -> int:
+        """Decide current calls again (CRM data or rules changed); only ``phone``'s if given."""
+        key = self.normalize(phone) if phone is not None else None
+        current = [
+            call
+            for user_calls in self._calls.values()
+            for call in user_calls.values()
+            if key is None or call.event.phone == key
+        ]
+        for call in current:
+            call.generation += 1
+        await asyncio.gather(*(self._paint(call, call.generation) for call in current))
+        return len(current)
+
+    def current_frames(self, user_id: str) -> list[tuple[str, str]]:
+        """(call id, paint frame) for every painted call of ``user_id``, for a tab that opens."""
+        user_calls = self._calls.get(user_id, {})
+        frames = [(cid, c.paint.frame) for cid, c in user_calls.items() if c.paint is not None]
+        if self.peers is not None:
+            remote = self.peers.elsewhere(user_id)
+            frames += [(cid, frame) for cid, frame in remote.items() if cid not in user_calls]
+        return frames
+
+    def forget(self, user_id: str, call_id: str) -> None:
+        """Drop a call another process ended (its clear already reached our tabs)."""
+        user_calls = self._calls.get(user_id)
+        call = user_calls.pop(call_id, None) if user_calls else None
+        if call is None:
+            return
+        if not user_calls:
+            del self._calls[user_id]
+        if call.timer is not None:
+            call.timer.cancel()
+
+    def applied(self, user_id: str, frame: wire.AppliedFrame) -> None:
+        """A tab put a paint on screen; record the page's ring -> applied latency if it sent one."""
+        if frame.latency_ms is not None:
+            self.metrics.ring_to_applied.observe(frame.latency_ms / 1000.0)
+
+    @property
+    def active(self) -> int:
+        return sum(len(c) for c in self._calls.values())
+
+    async def close(self) -> None:
+        for user_calls in self._calls.values():
+            for call in user_calls.values():
+                if call.timer is not None:
+                    call.timer.cancel()
+        self._calls.clear()
+        pending = [*self._lookups.values(), *self._tasks]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- the pipeline ------------------------------------------------------------------------
+
+    async def _paint(self, call: _Call, generation: int) -> Paint | None:
+        event = call.event
+        decision = await self._decide(event)
+        user_calls = self._calls.get(event.user_id)
+        if user_calls is None or user_calls.get(event.call_id) is not call:
+            return None  # ended while we looked it up
+        if call.generation != generation:
+            return None  # a newer event for this call is being decided
+        call.seq += 1
+        paint = call.paint = Paint(event, call.seq, decision)
+        self.metrics.decisions.labels(decision.colour).inc()
+        await self.fanout.publish(event.user_id, event.call_id, paint.frame)
+        self.metrics.call_to_paint.observe(time.perf_counter() - event.received)
+        return paint
+
+    async def _decide(self, event: CallEvent) -> Decision:
+        task = self._lookup(event.phone)
+        try:
+            async with asyncio.timeout(self.lookup_deadline):
+                findings = await asyncio.shield(task)
+        except TimeoutError:
+            self.metrics.lookups.labels("late").inc()
+            return none_decision(LATE_REASON)
+        except Exception:  # logged once per lookup by _finished
+            return none_decision(FAILED_REASON)
+        return decide(findings, event.user_id, self.policy)
+
+    def _lookup(self, phone: str) -> asyncio.Task[Findings]:
+        """The in-flight lookup for ``phone``, started if there is none (callers share it)."""
+        task = self._lookups.get(phone)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._timed_lookup(phone))
+            self._lookups[phone] = task
+            task.add_done_callback(lambda t: self._finished(phone, t))
+        return task
+
+    async def _timed_lookup(self, phone: str) -> Findings:
+        started = time.perf_counter()
+        try:
+            return await self.directory.lookup(phone)
+        finally:
+            self.metrics.lookup_seconds.observe(time.perf_counter() - started)
+
+    def _finished(self, phone: str, task: asyncio.Task[Findings]) -> None:
+        if self._lookups.get(phone) is task:
+            del self._lookups[phone]
+        if task.cancelled():
+            return
+        err = task.exception()
+        if err is None:
+            self.metrics.lookups.labels("ok").inc()
+        elif isinstance(err, DirectoryError):
+            self.metrics.lookups.labels("error").inc()
+            log.warning("lookup of %s failed, painting none: %s", _masked(phone), err)
+        else:
+            self.metrics.lookups.labels("error").inc()
+            log.error("lookup of %s crashed, painting none", _masked(phone), exc_info=err)
+
+    def _expire(self, user_id: str, call_id: str, call: _Call) -> None:
+        if self._calls.get(user_id, {}).get(call_id) is not call:
+            return
+        log.info("call %s of user %s timed out; clearing it", call_id, user_id)
+        self._track(self.end_call(user_id, call_id))
+
+    def _track(self, work: Coroutine[object, None, object]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _masked(phone: str) -> str:
+    """A phone for logs: enough to correlate, not the whole number."""
+    return phone[:-4] + "****" if len(phone) > 6 else "****"

@@ -1,0 +1,86 @@
+"""The ``/ws`` endpoint (design.md §3.4): one authenticated websocket per browser tab.
+
+Order on connect: accept, verify the token (4401 and nothing else on failure), register the tab,
+queue ``hello`` and then the user's current paints. After that the receive loop only reads
+client frames; everything sent goes through the tab's outbox, so one task writes to the socket.
+Bad frames get an ``error`` and the socket stays open, until :class:`gateway.live.tabs.Conduct`
+calls it abuse (1008).
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qsl
+
+from starlette.websockets import WebSocket
+
+from gateway.live import wire
+from gateway.live.tabs import CLOSE_TOKEN, Tab
+from gateway.live.tokens import TokenError, verify_token
+from gateway.run.runtime import Gateway
+from rules.phones import InvalidPhone
+
+log = logging.getLogger("callguard.socket")
+
+
+async def tab_endpoint(websocket: WebSocket) -> None:
+    gateway: Gateway = websocket.app.state.gateway
+    await websocket.accept()
+    scope = websocket.scope
+    token = dict(parse_qsl(scope["query_string"].decode("latin-1"))).get("token")
+    # A tab lives for hours: keep none of its handshake (the headers, the token in the query).
+    scope["headers"], scope["query_string"] = [], b""
+    try:
+        user_id = verify_token(gateway.settings.secret, token)
+    except TokenError as err:
+        await websocket.close(CLOSE_TOKEN, str(err))
+        return
+    tab = gateway.tabs.open(user_id, websocket)
+    tab.push(None, wire.hello(user_id, gateway.settings.heartbeat, gateway.version))
+    for call_id, frame in gateway.calls.current_frames(user_id):
+        tab.push(call_id, frame)
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if tab.closed:
+                continue  # closing: read until the peer answers our close frame
+            text = message.get("text")
+            await _handle(gateway, tab, text if text is not None else message.get("bytes", b""))
+    finally:
+        tab.outbox.close()
+        gateway.tabs.remove(tab)
+
+
+async def _handle(gateway: Gateway, tab: Tab, data: str | bytes) -> None:
+    try:
+        frame = wire.decode(data, gateway.settings.max_frame)
+    except wire.WireError as err:
+        _reject(gateway, tab, err.code, err.message)
+        return
+    calls = gateway.calls
+    if isinstance(frame, wire.CallFrame):
+        # Several tabs of one user report the same ring: the first decides, the rest share it.
+        # The lookup may take up to the deadline, so this tab's later frames do not wait for it.
+        try:
+            calls.submit(
+                tab.user_id,
+                frame.call_id,
+                frame.phone,
+                frame.direction,
+                only_if_unpainted=True,
+                source="ws",
+            )
+        except InvalidPhone as err:
+            _reject(gateway, tab, wire.INVALID_PHONE, str(err))
+    elif isinstance(frame, wire.EndedFrame):
+        await calls.end_call(tab.user_id, frame.call_id)
+    else:
+        calls.applied(tab.user_id, frame)
+
+
+def _reject(gateway: Gateway, tab: Tab, code: str, message: str) -> None:
+    gateway.metrics.frames_rejected.labels(code).inc()
+    if not tab.strike():
+        tab.push(None, wire.error(code, message))

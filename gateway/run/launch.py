@@ -1,0 +1,56 @@
+"""What ``callguard serve``, ``demo`` and ``token`` do, behind the command-line parsing.
+
+Each function raises :class:`gateway.run.config.ConfigError` (one line naming the variable) before
+anything listens; the CLI prints it and exits 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from gateway.live.tokens import issue_token
+from gateway.run.config import ConfigError, Settings
+
+INSECURE_WARNING = (
+    "WARNING: --insecure-dev: CALLGUARD_SECRET is not set, using a throw-away secret. "
+    "Tokens die with this process; never run it like this in production."
+)
+
+
+def serve(host: str | None, port: int | None, insecure_dev: bool) -> None:
+    settings = Settings.from_env(insecure_dev=insecure_dev)
+    settings = settings.but(
+        host=host or settings.host, port=settings.port if port is None else port
+    )
+    if settings.insecure_dev:
+        print(INSECURE_WARNING, file=sys.stderr, flush=True)
+    _run(settings)
+
+
+def demo(host: str, port: int) -> None:
+    """The gateway on the bundled demo data with the demo page; a generated secret is fine here."""
+    settings = Settings.from_env(insecure_dev=True).but(
+        host=host, port=port, demo=True, directory=None, portal_url=None
+    )
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    _run(settings, f"Callguard demo: open http://{shown}:{port}/demo/")
+
+
+def token(user: str, ttl: float) -> str:
+    settings = Settings.from_env()
+    return issue_token(settings.secret, user, ttl)
+
+
+def _run(settings: Settings, ready: str | None = None) -> None:
+    from gateway.run.server import StartupError, run
+    from gateway.web.app import create_app
+
+    try:
+        run(create_app(settings), settings, on_started=lambda: _say(ready))
+    except StartupError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _say(line: str | None) -> None:
+    if line:
+        print(line, flush=True)

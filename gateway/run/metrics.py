@@ -1,0 +1,87 @@
+"""Prometheus metrics of one gateway app, in a registry of its own (tests build many apps).
+
+Names start with ``callguard_``; latencies are in seconds. Gauges of the live state (tabs, users,
+calls) read the registry when scraped instead of being kept in step by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from gateway.crm import metrics as directory_metrics
+
+# Paint-path latencies live in the low milliseconds; the tail buckets catch CRM deadlines.
+FAST_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+STALL_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.tabs = Gauge("callguard_tabs", "Open websocket tabs", registry=r)
+        self.users = Gauge("callguard_users", "Users with at least one open tab", registry=r)
+        self.active_calls = Gauge("callguard_active_calls", "Calls not yet ended", registry=r)
+        self.calls = Counter("callguard_calls", "Call events received", ["source"], registry=r)
+        self.decisions = Counter(
+            "callguard_decisions", "Colour decisions painted", ["colour"], registry=r
+        )
+        self.lookups = Counter(
+            "callguard_lookups", "Directory lookups by outcome", ["outcome"], registry=r
+        )
+        self.lookup_seconds = Histogram(
+            "callguard_lookup_seconds", "Directory lookup time", buckets=FAST_BUCKETS, registry=r
+        )
+        self.call_to_paint = Histogram(
+            "callguard_call_to_paint_seconds",
+            "From a call event's arrival to its paint being queued on the tabs",
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
+        self.ring_to_applied = Histogram(
+            "callguard_ring_to_applied_seconds",
+            "From the ring seen in the page to the colour on screen (the snippet's applied)",
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
+        self.frames_rejected = Counter(
+            "callguard_frames_rejected", "Client frames answered with error", ["code"], registry=r
+        )
+        self.tab_closes = Counter(
+            "callguard_tab_closes", "Tabs closed by the gateway", ["code"], registry=r
+        )
+        self.loop_stall = Histogram(
+            "callguard_loop_stall_seconds",
+            "How late the event loop ran a probe that asked to wake up on time",
+            buckets=STALL_BUCKETS,
+            registry=r,
+        )
+        self.loop_stall_max = Gauge(
+            "callguard_loop_stall_max_seconds", "Worst event loop stall since start", registry=r
+        )
+        self.gc_pause = Histogram(
+            "callguard_gc_pause_seconds",
+            "Garbage collection pauses",
+            ["generation"],
+            buckets=STALL_BUCKETS,
+            registry=r,
+        )
+        self.gc_pause_max = Gauge(
+            "callguard_gc_pause_max_seconds",
+            "Longest garbage collection pause since start",
+            registry=r,
+        )
+
+    def watch(
+        self, tabs: Callable[[], int], users: Callable[[], int], calls: Callable[[], int]
+    ) -> None:
+        self.tabs.set_function(tabs)
+        self.users.set_function(users)
+        self.active_calls.set_function(calls)
+
+    def render(self) -> bytes:
+        # The directory's metrics (cache, REST requests and errors) live in their own registry,
+        # shared by every gateway in the process; one scrape shows both.
+        return generate_latest(self.registry) + generate_latest(directory_metrics.REGISTRY)

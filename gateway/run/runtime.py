@@ -1,0 +1,143 @@
+"""The object graph of one running gateway: built once from Settings, reached by every endpoint.
+
+``build_directory`` is the one place that chooses where CRM data comes from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from gateway import __version__
+from gateway.crm import Directory
+from gateway.crm import build as sources
+from gateway.crm.cache import CachedDirectory, redis_cache
+from gateway.crm.datafile import DataFileDirectory, DataFileError, Dataset
+from gateway.live.calls import Calls
+from gateway.live.fanout import Fanout, LocalFanout, RedisFanout
+from gateway.live.tabs import Tabs
+from gateway.run.config import ConfigError, Settings
+from gateway.run.metrics import Metrics
+from gateway.run.probes import GcProbe, LagProbe
+from rules.policy import Policy, PolicyError, load_policy
+
+
+def build_directory(settings: Settings) -> Directory:
+    """Where CRM data comes from: Bitrix24 REST when ``CALLGUARD_PORTAL_URL`` is set, else the
+    data file; either way behind the lookup cache (in Redis when ``CALLGUARD_CACHE=redis``)."""
+    cache = None
+    if settings.cache_backend == "redis" and settings.redis_url is not None:
+        cache = redis_cache(settings.redis_url)
+    try:
+        return sources.build_directory(settings, cache=cache)
+    except DataFileError as err:
+        raise ConfigError(f"CALLGUARD_DIRECTORY: {err}") from None
+
+
+def data_file_of(directory: Directory) -> DataFileDirectory | None:
+    """The data-file directory behind ``directory`` (possibly behind the cache), if any."""
+    source = directory.inner if isinstance(directory, CachedDirectory) else directory
+    return source if isinstance(source, DataFileDirectory) else None
+
+
+def load_rules(settings: Settings) -> Policy:
+    try:
+        return load_policy(settings.rules)
+    except PolicyError as err:
+        raise ConfigError(f"CALLGUARD_RULES: {err}") from None
+
+
+def check_statuses(directory: Directory, policy: Policy) -> None:
+    """A data file's company statuses must all be codes of the rules file."""
+    source = data_file_of(directory)
+    if source is None:
+        return
+    bad = source.data.unknown_statuses(policy.status_codes)
+    if bad:
+        statuses = sorted({source.data.companies[i].status or "" for i in bad})
+        raise ConfigError(
+            f"CALLGUARD_DIRECTORY: companies {', '.join(bad)} in {source.data.source} have "
+            f"statuses {', '.join(statuses)} that {policy.source} does not list "
+            f"(known: {', '.join(policy.status_codes)})"
+        )
+
+
+@dataclass(eq=False)
+class Gateway:
+    settings: Settings
+    directory: Directory
+    policy: Policy
+    owns_directory: bool
+    metrics: Metrics = field(default_factory=Metrics)
+    version: str = __version__
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        # A send blocked for a quarter heartbeat means the peer stopped reading; the sweep runs
+        # eight times per heartbeat, so such a tab is closed (1013) before the websocket ping,
+        # which the stopped peer cannot answer either, gives up on it (1011).
+        self.tabs = Tabs(capacity=s.tab_queue, stuck_after=s.heartbeat / 4)
+        self.tabs.on_close = lambda code: self.metrics.tab_closes.labels(str(code)).inc()
+        # CALLGUARD_REDIS_URL: paints cross processes through Redis; unset: this process only.
+        self.shared: RedisFanout | None = None
+        if s.redis_url is None:
+            self.fanout: Fanout = LocalFanout(self.tabs)
+        else:
+            self.fanout = self.shared = RedisFanout(
+                self.tabs, s.redis_url, prefix=s.redis_prefix, call_ttl=s.call_timeout
+            )
+        self.calls = Calls(
+            self.directory,
+            self.policy,
+            self.fanout,
+            self.metrics,
+            region=s.region,
+            lookup_deadline=s.lookup_deadline,
+            call_timeout=s.call_timeout,
+            peers=self.shared,
+        )
+        if self.shared is not None:
+            self.shared.on_clear = self.calls.forget
+        self.metrics.watch(
+            lambda: self.tabs.count, lambda: self.tabs.users, lambda: self.calls.active
+        )
+        self.lag = LagProbe(self.metrics)
+        self.gc = GcProbe(self.metrics)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def dataset(self) -> Dataset | None:
+        """The data file behind the directory, when there is one (the demo lists it)."""
+        source = data_file_of(self.directory)
+        return source.data if source is not None else None
+
+    async def start(self) -> None:
+        self._sweeper = asyncio.get_running_loop().create_task(
+            self.tabs.run_sweeps(self.settings.heartbeat / 8)
+        )
+        self.lag.start()
+        self.gc.start()
+        if self.shared is not None:
+            self.shared.start()
+
+    async def stop(self) -> None:
+        self.gc.stop()
+        await self.lag.stop()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        self.tabs.close_all()
+        await self.calls.close()
+        await self.fanout.close()
+        if self.owns_directory:
+            await self.directory.close()
+
+
+def build_gateway(settings: Settings, directory: Directory | None = None) -> Gateway:
+    """Everything a gateway needs, validated; raises :class:`ConfigError` naming the variable."""
+    policy = load_rules(settings)
+    owns = directory is None
+    if directory is None:
+        directory = build_directory(settings)
+    check_statuses(directory, policy)
+    return Gateway(settings, directory, policy, owns_directory=owns)

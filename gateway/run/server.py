@@ -1,0 +1,158 @@
+"""Run the gateway under uvicorn, tuned for thousands of mostly idle websockets.
+
+httptools and uvloop. Websockets go through uvicorn's sans-I/O implementation of the
+``websockets`` library (:class:`TabSocketProtocol`): ``ws="websockets"`` names the deprecated
+legacy one, which warns on import and which uvicorn will point at the sans-I/O one. Per-message
+deflate is off (payloads are ~200 bytes; measured, deflate costs ~37 kB more per idle tab).
+Websocket pings every ``settings.heartbeat`` drop dead peers; proxy headers are on for PaaS
+routers. Once started, :class:`gateway.run.gcpolicy.GcPolicy` keeps full collections short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+import uvloop
+from starlette.applications import Starlette
+from uvicorn._types import ASGISendEvent
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from gateway.run.config import Settings
+from gateway.run.gcpolicy import GcPolicy
+from gateway.run.runtime import Gateway
+
+log = logging.getLogger("callguard.server")
+
+WS_MAX_SIZE = 64 * 1024  # beyond settings.max_frame a frame gets an error; beyond this, 1009
+
+
+class TabSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O websockets protocol, minus the handshake request and response it would
+    keep for the connection's whole life (~1 kB per tab; a tab lives for hours)."""
+
+    async def send(self, message: ASGISendEvent) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept":
+            self.request = self.response = None  # type: ignore[assignment]
+
+
+class StartupError(RuntimeError):
+    """The server did not start (a busy port, a failing lifespan); uvicorn logged the cause."""
+
+
+def uvicorn_config(
+    app: Starlette,
+    settings: Settings,
+    *,
+    per_message_deflate: bool = False,
+    log_config: dict[str, Any] | None = uvicorn.config.LOGGING_CONFIG,
+) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http="httptools",
+        loop="uvloop",
+        ws=TabSocketProtocol,
+        ws_per_message_deflate=per_message_deflate,
+        ws_max_size=max(WS_MAX_SIZE, settings.max_frame * 4),
+        ws_ping_interval=settings.heartbeat,
+        ws_ping_timeout=settings.heartbeat,
+        proxy_headers=True,
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level,
+        log_config=log_config,
+        backlog=4096,
+        timeout_graceful_shutdown=5,
+    )
+
+
+async def serve(
+    server: uvicorn.Server,
+    *,
+    sockets: list[socket.socket] | None = None,
+    tune_gc: bool = True,
+    started: asyncio.Event | None = None,
+) -> None:
+    """Serve until uvicorn is told to exit (a signal, ``server.should_exit``, or cancellation:
+    then it still shuts down through the lifespan). ``started`` is set once it listens."""
+    serving = asyncio.get_running_loop().create_task(_serve(server, sockets))
+    ticker: asyncio.Task[None] | None = None
+    try:
+        await wait_started(server, serving)
+        if tune_gc:
+            app = server.config.app
+            assert isinstance(app, Starlette), "serve() runs apps made by create_app()"
+            gateway: Gateway = app.state.gateway
+            policy = GcPolicy(gateway.tabs, lambda: gateway.calls.last_event)
+            policy.after_startup()
+            app.state.gc_policy = policy  # for benchmarks: freezes and compactions so far
+            ticker = asyncio.get_running_loop().create_task(policy.run())
+        if started is not None:
+            started.set()
+        await asyncio.shield(serving)
+    finally:
+        if ticker is not None:
+            ticker.cancel()
+        if not serving.done():
+            server.should_exit = True
+            await serving
+
+
+async def _serve(server: uvicorn.Server, sockets: list[socket.socket] | None) -> None:
+    try:
+        await server.serve(sockets=sockets)
+    except SystemExit:  # uvicorn's way to say start-up failed; it logged why
+        where = f"{server.config.host}:{server.config.port}"
+        raise StartupError(f"could not start serving on {where} (see the error above)") from None
+
+
+async def wait_started(server: uvicorn.Server, serving: asyncio.Task[None]) -> None:
+    """Return once uvicorn listens (after the lifespan start-up); re-raise if it failed to."""
+    while not server.started:
+        if serving.done():
+            serving.result()
+            raise RuntimeError("uvicorn stopped before it started serving")
+        await asyncio.sleep(0.01)
+
+
+def run(
+    app: Starlette,
+    settings: Settings,
+    *,
+    tune_gc: bool = True,
+    on_started: Callable[[], None] | None = None,
+) -> None:
+    """Blocking: serve ``app`` on uvloop until interrupted; ``on_started`` once it listens."""
+    raise_fd_limit()
+
+    async def main() -> None:
+        started = asyncio.Event()
+        server = uvicorn.Server(uvicorn_config(app, settings))
+        serving = asyncio.ensure_future(serve(server, tune_gc=tune_gc, started=started))
+        if on_started is not None:
+            waiting = asyncio.ensure_future(started.wait())
+            await asyncio.wait({serving, waiting}, return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            if started.is_set():
+                on_started()
+        await serving
+
+    uvloop.run(main())
+
+
+def raise_fd_limit(wanted: int = 65536) -> int:
+    """Lift the soft open-files limit towards ``wanted`` (one descriptor per tab)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft

@@ -1,0 +1,155 @@
+"""The gateway under load, in a child process of the load generator
+(:mod:`gateway.tools.loadtest`).
+
+``python -m gateway.tools.loadserver [--no-tune-gc] [--deflate] [--heartbeat S]`` serves a
+gateway on a free loopback port, prints ``{"port": N}``, then answers ``stats`` / ``reset`` /
+``quit`` on stdin with one JSON line on stdout: its memory, the event loop's worst stall
+(:class:`gateway.run.probes.LagProbe`) and the longest GC pause. Apart from the generator so that
+each gets a core, and so that the generator's own sockets never show in the server's figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+SECRET = "loadtest-secret-0123456789abcdef-0123456789"
+API_KEY = "loadtest-api-key-0123456789"
+
+
+class ServerProcess:
+    """The gateway under test, in a child process driven over stdin/stdout."""
+
+    def __init__(self, tune_gc: bool, deflate: bool, heartbeat: float) -> None:
+        self.flags = ["--tune-gc" if tune_gc else "--no-tune-gc", "--heartbeat", str(heartbeat)]
+        self.flags += ["--deflate"] if deflate else []
+        self.proc: asyncio.subprocess.Process | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.tools.loadserver", *self.flags,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        ready = await self._line(wait=60)
+        self.port = int(ready["port"])
+
+    async def command(self, name: str) -> dict[str, Any]:
+        assert self.proc is not None
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(name.encode() + b"\n")
+        await self.proc.stdin.drain()
+        return await self._line(wait=30)
+
+    async def stop(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(Exception):
+            await self.command("quit")
+        try:
+            await asyncio.wait_for(self.proc.wait(), 30)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+    async def _line(self, wait: float) -> dict[str, Any]:
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        raw = await asyncio.wait_for(self.proc.stdout.readline(), wait)
+        if not raw:
+            raise RuntimeError("the gateway under test exited")
+        doc: dict[str, Any] = json.loads(raw)
+        return doc
+
+
+def _rss_kb() -> float:
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1024.0
+
+
+def _compaction_ms(app: Any) -> float:
+    policy = getattr(app.state, "gc_policy", None)
+    return float(policy.last_compaction * 1000.0) if policy is not None else 0.0
+
+
+def child(tune_gc: bool, deflate: bool, heartbeat: float = 20.0) -> None:
+    import uvloop
+
+    from gateway.run.server import raise_fd_limit
+
+    raise_fd_limit()
+    uvloop.run(_child(tune_gc, deflate, heartbeat))
+
+
+async def _child(tune_gc: bool, deflate: bool, heartbeat: float) -> None:
+    import socket
+
+    import uvicorn
+
+    from gateway.run.config import Settings
+    from gateway.run.runtime import Gateway
+    from gateway.run.server import serve, uvicorn_config
+    from gateway.web.app import create_app
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    settings = Settings(
+        secret=SECRET,
+        host="127.0.0.1",
+        port=port,
+        api_key=API_KEY,
+        log_level="warning",
+        heartbeat=heartbeat,
+    )
+    app = create_app(settings)
+    gateway: Gateway = app.state.gateway
+    config = uvicorn_config(app, settings, per_message_deflate=deflate, log_config=None)
+    server = uvicorn.Server(config)
+    started = asyncio.Event()
+    serving = asyncio.ensure_future(serve(server, sockets=[sock], tune_gc=tune_gc, started=started))
+    await started.wait()
+    print(json.dumps({"port": port}), flush=True)
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while command := (await reader.readline()).decode().strip():
+        if command == "quit":
+            break
+        stats = {
+            "rss_kb": _rss_kb(),
+            "tabs": gateway.tabs.count,
+            "stall_ms": gateway.lag.worst * 1000.0,
+            "gc_ms": gateway.gc.worst * 1000.0,
+            "gc_generation": gateway.gc.worst_generation,
+            "collections": gateway.gc.collections,
+            "compaction_ms": _compaction_ms(app),
+        }
+        if command == "reset":
+            gateway.lag.reset()
+            gateway.gc.reset()
+        print(json.dumps(stats), flush=True)
+    server.should_exit = True
+    await serving
+    print(json.dumps({"stopped": True}), flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.tools.loadserver", description=__doc__)
+    parser.add_argument("--tune-gc", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--deflate", action="store_true")
+    parser.add_argument("--heartbeat", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    child(args.tune_gc, args.deflate, args.heartbeat)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""Load generator: N websocket tabs on a gateway in its own process, calls at a fixed rate.
+
+The gateway runs in a child process (:mod:`gateway.tools.loadserver`), so the load generator and the
+server each get a core; the child reports what only the server can see: its memory, the event
+loop's worst stall and the longest GC pause.
+
+Calls go through ``POST /api/calls`` (path ``api``) and through the tab's own websocket (path
+``ws``); call->paint is measured here, from sending the call to the paint arriving on the tab;
+the tab then ends the call, as a real one would. Everything stays on 127.0.0.1, bounded in count
+and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from gateway.live.tokens import issue_token
+from gateway.tools.loadserver import API_KEY, SECRET, ServerProcess
+
+if TYPE_CHECKING:  # the CLI imports this module for its arguments: keep that import light
+    from websockets.asyncio.client import ClientConnection
+
+FIRST_USER = 100_000
+MAX_TABS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    tabs: int = 5000
+    rate: float = 1000.0
+    seconds: float = 8.0
+    paths: tuple[str, ...] = ("api", "ws")
+    tune_gc: bool = True
+    deflate: bool = False
+    connect_concurrency: int = 200
+    seed: int = 1
+    heartbeat: float = 20.0  # the production default: pings go out during the run
+    settle: float = 3.0  # idle after connecting: the GC policy compacts after 2 s without calls
+
+
+@dataclass(slots=True)
+class Phase:
+    path: str
+    sent: int
+    latencies_ms: list[float]
+    server: dict[str, Any]
+
+    @property
+    def lost(self) -> int:
+        return self.sent - len(self.latencies_ms)
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@dataclass(slots=True)
+class Run:
+    plan: Plan
+    connect_seconds: float = 0.0
+    kb_per_tab: float = 0.0
+    connect_server: dict[str, Any] = field(default_factory=dict)
+    phases: list[Phase] = field(default_factory=list)
+
+    @property
+    def worst_stall_ms(self) -> float:
+        return max([float(p.server["stall_ms"]) for p in self.phases] or [0.0])
+
+    @property
+    def worst_gc_ms(self) -> float:
+        return max([float(p.server["gc_ms"]) for p in self.phases] or [0.0])
+
+    def summary(self) -> list[str]:
+        p = self.plan
+        c = self.connect_server
+        compaction = (
+            f" (the idle compaction: {c['compaction_ms']:.1f} ms)" if c["compaction_ms"] else ""
+        )
+        lines = [
+            f"{p.tabs} tabs connected in {self.connect_seconds:.1f} s; "
+            f"server memory {self.kb_per_tab:.1f} kB per idle tab; while connecting and idle: "
+            f"worst loop stall {c['stall_ms']:.1f} ms, longest GC pause {c['gc_ms']:.1f} ms "
+            f"(generation {c['gc_generation']}){compaction}"
+        ]
+        for ph in self.phases:
+            lines.append(
+                f"{ph.path:>3}: {ph.sent} calls at {p.rate:g}/s, call->paint ms "
+                f"p50 {ph.percentile(0.5):.2f} p95 {ph.percentile(0.95):.2f} "
+                f"p99 {ph.percentile(0.99):.2f} max {max(ph.latencies_ms, default=0):.2f}"
+                f"{f' LOST {ph.lost}' if ph.lost else ''}; server: worst loop stall "
+                f"{ph.server['stall_ms']:.1f} ms, longest GC pause {ph.server['gc_ms']:.1f} ms "
+                f"(generation {ph.server['gc_generation']}; {ph.server['collections']} collections)"
+            )
+        return lines
+
+
+class Client:
+    """The tabs: one websocket per user, each reading paints, timing them and ending the call."""
+
+    def __init__(self, plan: Plan, port: int) -> None:
+        self.plan = plan
+        self.base = f"127.0.0.1:{port}"
+        self.sockets: list[ClientConnection] = []
+        self.pending: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.readers: list[asyncio.Task[None]] = []
+        self.drained = asyncio.Event()  # set when no call waits for its paint
+
+    def user(self, index: int) -> str:
+        return str(FIRST_USER + index)
+
+    async def connect_all(self) -> None:
+        from websockets.asyncio.client import connect
+
+        gate = asyncio.Semaphore(self.plan.connect_concurrency)
+        compression = "deflate" if self.plan.deflate else None
+
+        async def one(index: int) -> ClientConnection:
+            token = issue_token(SECRET, self.user(index), 3600)
+            async with gate:
+                ws = await connect(
+                    f"ws://{self.base}/ws?token={token}",
+                    compression=compression, ping_interval=None, open_timeout=60,
+                )  # fmt: skip
+                await ws.recv()  # hello
+                return ws
+
+        self.sockets = list(await asyncio.gather(*(one(i) for i in range(self.plan.tabs))))
+        self.readers = [asyncio.ensure_future(self._read(ws)) for ws in self.sockets]
+
+    async def _read(self, ws: ClientConnection) -> None:
+        with contextlib.suppress(Exception):
+            async for frame in ws:
+                if not isinstance(frame, str) or not frame.startswith('{"type":"paint"'):
+                    continue
+                now = time.perf_counter()
+                call_id = orjson.loads(frame)["call_id"]
+                sent = self.pending.pop(call_id, None)
+                if sent is not None:
+                    self.latencies.append((now - sent) * 1000.0)
+                    await ws.send(orjson.dumps({"type": "ended", "call_id": call_id}).decode())
+                    if not self.pending:
+                        self.drained.set()
+
+    async def close(self) -> None:
+        for task in self.readers:
+            task.cancel()
+        await asyncio.gather(*(ws.close() for ws in self.sockets), return_exceptions=True)
+
+
+async def run_phase(client: Client, path: str, phones: list[str], rng: random.Random) -> int:
+    """Send calls at the plan's rate for the plan's seconds; how many were sent."""
+    import aiohttp
+
+    plan = client.plan
+    total = int(plan.rate * plan.seconds)
+    auth = {"Authorization": f"Bearer {API_KEY}"}
+    url = f"http://{client.base}/api/calls"
+    inflight: set[asyncio.Task[None]] = set()
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=connector) as http:
+
+        async def post(body: bytes) -> None:
+            async with http.post(url, data=body, headers=auth) as response:
+                await response.read()
+
+        started = time.perf_counter()
+        for i in range(total):
+            delay = started + i / plan.rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            index = rng.randrange(plan.tabs)
+            call_id = f"{path}{i}"
+            phone = phones[i % len(phones)]
+            client.pending[call_id] = time.perf_counter()
+            if path == "api":
+                body = orjson.dumps(
+                    {"user_id": client.user(index), "phone": phone, "call_id": call_id}
+                )
+                task = asyncio.ensure_future(post(body))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+            else:
+                frame = {"type": "call", "call_id": call_id, "phone": phone, "direction": "in"}
+                await client.sockets[index].send(orjson.dumps(frame).decode())
+        await asyncio.gather(*inflight, return_exceptions=True)
+        if client.pending:
+            client.drained.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(client.drained.wait(), 5.0)
+    return total
+
+
+async def run(plan: Plan, phones: Sequence[str]) -> Run:
+    """One gateway process under one plan, from start to stop."""
+    from gateway.run.server import raise_fd_limit
+
+    raise_fd_limit()
+    rng = random.Random(plan.seed)
+    server = ServerProcess(plan.tune_gc, plan.deflate, plan.heartbeat)
+    result = Run(plan)
+    freezer: asyncio.Task[None] | None = None
+    await server.start()
+    client = Client(plan, server.port)
+    try:
+        before = await server.command("reset")
+        started = time.perf_counter()
+        await client.connect_all()
+        result.connect_seconds = time.perf_counter() - started
+        await asyncio.sleep(plan.settle)  # idle, as tabs are between calls
+        result.connect_server = after = await server.command("reset")
+        result.kb_per_tab = (after["rss_kb"] - before["rss_kb"]) / plan.tabs
+        # This process holds as many sockets as the server: its own GC must not stall the clock.
+        gc.collect()
+        gc.freeze()
+        freezer = asyncio.ensure_future(_freeze_loop())
+        for path in plan.paths:
+            client.latencies, client.pending = [], {}
+            sent = await run_phase(client, path, list(phones), rng)
+            stats = await server.command("reset")
+            result.phases.append(Phase(path, sent, client.latencies, stats))
+    finally:
+        if freezer is not None:
+            freezer.cancel()
+        await client.close()
+        await server.stop()
+        gc.unfreeze()
+    return result
+
+
+async def _freeze_loop() -> None:
+    from gateway.run.gcpolicy import INTERVAL, freeze_survivors
+
+    while True:
+        await asyncio.sleep(INTERVAL)
+        freeze_survivors()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="callguard loadtest", description=__doc__)
+    add_arguments(parser)
+    return command(parser.parse_args(argv))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tabs", type=int, default=5000, help="tabs to connect (5000)")
+    parser.add_argument("--rate", type=float, default=1000.0, help="calls per second (1000)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per path (8)")
+    parser.add_argument("--paths", default="api,ws", help="api, ws or both (api,ws)")
+    parser.add_argument(
+        "--tune-gc", action=argparse.BooleanOptionalAction, default=True, help="GC policy (on)"
+    )
+    parser.add_argument("--deflate", action="store_true", help="per-message deflate on")
+    parser.add_argument("--heartbeat", type=float, default=20.0, help="server pings, s (20)")
+
+
+def plan_from(args: argparse.Namespace) -> Plan:
+    if not 1 <= args.tabs <= MAX_TABS:
+        raise ValueError(f"--tabs must be from 1 to {MAX_TABS}, got {args.tabs}")
+    if not 0 < args.rate <= 10_000 or not 0 < args.seconds <= 600:
+        raise ValueError("--rate must be in (0, 10000] and --seconds in (0, 600]")
+    paths = tuple(p.strip() for p in args.paths.split(",") if p.strip())
+    if not paths or any(p not in ("api", "ws") for p in paths):
+        raise ValueError(f"--paths must name api and/or ws, got {args.paths!r}")
+    return Plan(
+        args.tabs,
+        args.rate,
+        args.seconds,
+        paths,
+        args.tune_gc,
+        args.deflate,
+        heartbeat=args.heartbeat,
+    )
+
+
+def demo_phones() -> list[str]:
+    from gateway.crm.datafile import load_dataset
+    from gateway.web.demo import list_numbers
+
+    return [n["phone"] for n in list_numbers(load_dataset())]
+
+
+def command(args: argparse.Namespace) -> int:
+    plan = plan_from(args)
+    result = asyncio.run(run(plan, demo_phones()))
+    print("\n".join(result.summary()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""create_app(settings) -> Starlette: routes and lifespan wiring, nothing else."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+import gateway as package
+from gateway.crm import Directory
+from gateway.live.socket import tab_endpoint
+from gateway.portal.wiring import build_portal, demo_status_routes, portal_routes
+from gateway.run.config import Settings
+from gateway.run.runtime import build_gateway
+from gateway.web.demo import demo_routes
+from gateway.web.http import SnippetFiles, healthz, metrics, post_call
+
+STATIC_DIR = Path(package.__file__).parent.parent / "static"
+
+
+class GatewayApp(Starlette):
+    """Starlette, with ``/ws`` taken before the middleware stack and the router: a tab's socket
+    lives for hours, and each layer would hold a suspended frame per tab (~3 kB of the ~25 kB a
+    tab costs at thousands of tabs). Every other path goes through Starlette as usual."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] in (
+            "/ws",
+            scope.get("root_path", "") + "/ws",
+        ):
+            scope["app"] = self
+            await tab_endpoint(WebSocket(scope, receive, send))
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings, directory: Directory | None = None) -> Starlette:
+    """The gateway app. With ``directory=None`` it builds (and closes) its own from settings;
+    a directory passed in stays the caller's to close. Raises ConfigError on bad settings."""
+    gateway = build_gateway(settings, directory)
+    portal = build_portal(gateway)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        await portal.start()
+        try:
+            yield
+        finally:
+            await portal.stop()
+            await gateway.stop()
+
+    routes: list[BaseRoute] = [
+        Route("/api/calls", post_call, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Mount("/static", SnippetFiles(directory=STATIC_DIR, check_dir=False)),
+        *portal_routes(),
+    ]
+    if settings.demo:
+        routes.extend(demo_status_routes())
+        routes.extend(demo_routes(STATIC_DIR))
+    app = GatewayApp(routes=routes, lifespan=lifespan)
+    app.state.gateway = gateway
+    app.state.portal = portal
+    return app

@@ -1,0 +1,136 @@
+"""Plain HTTP endpoints: ``POST /api/calls``, ``GET /healthz``, ``GET /metrics`` and the snippet's
+static files (design.md §3.5). Error bodies are JSON ``{"error": code, "message": text}``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+from gateway.live import wire
+from gateway.run.runtime import Gateway
+from rules.phones import InvalidPhone
+
+MAX_BODY = 16 * 1024
+
+
+def json_response(body: dict[str, Any], status: int = 200, **headers: str) -> Response:
+    return Response(orjson.dumps(body), status, headers or None, "application/json")
+
+
+def failure(status: int, code: str, message: str, **headers: str) -> Response:
+    return json_response({"error": code, "message": message}, status, **headers)
+
+
+async def post_call(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    key = gateway.settings.api_key
+    if not key:
+        return failure(
+            503, "api_disabled", "POST /api/calls is off: set CALLGUARD_API_KEY to enable it"
+        )
+    given = request.headers.get("authorization", "")
+    scheme, _, token = given.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+        return failure(
+            401,
+            "unauthorized",
+            "missing or wrong API key: send 'Authorization: Bearer <CALLGUARD_API_KEY>'",
+            **{"WWW-Authenticate": "Bearer"},
+        )
+    too_large = failure(413, "too_large", f"request body larger than {MAX_BODY} bytes")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        return too_large
+    # Read no further than the bound: an oversized body is refused, not first held in memory.
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            return too_large
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return failure(422, "invalid_json", "request body is not valid JSON")
+    try:
+        user_id, call_id, phone, direction = _call_fields(doc)
+        paint = await gateway.calls.start_call(user_id, call_id, phone, direction, source="api")
+    except wire.WireError as err:
+        return failure(422, "invalid_request", err.message)
+    except InvalidPhone as err:
+        return failure(422, wire.INVALID_PHONE, str(err))
+    if paint is None:
+        return json_response({"call_id": call_id, "status": "superseded"}, 202)
+    return json_response(
+        {"call_id": call_id, "status": "painted", "seq": paint.seq, **paint.decision.to_dict()}
+    )
+
+
+def _call_fields(doc: object) -> tuple[str, str, str, wire.Direction]:
+    if not isinstance(doc, dict):
+        raise wire.WireError(wire.INVALID_MESSAGE, "body must be a JSON object")
+    user = doc.get("user_id")
+    if isinstance(user, int) and not isinstance(user, bool):
+        user = str(user)
+    if not isinstance(user, str) or not user.strip().isdigit():
+        raise wire.WireError(wire.INVALID_MESSAGE, "'user_id' must be a Bitrix24 user id (digits)")
+    call_id = wire.check_call_id(doc.get("call_id"))
+    phone = doc.get("phone")
+    if not isinstance(phone, str) or not phone.strip() or len(phone) > wire.MAX_PHONE:
+        raise wire.WireError(wire.INVALID_MESSAGE, "'phone' must be a non-empty string")
+    direction = doc.get("direction", "in")
+    if direction not in wire.DIRECTIONS:
+        raise wire.WireError(wire.INVALID_MESSAGE, '\'direction\' must be "in" or "out"')
+    return user.strip(), call_id, phone, direction
+
+
+async def healthz(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    try:
+        directory = gateway.directory.health()
+    except Exception as err:  # a health hook that fails is itself the answer
+        directory = {"ok": False, "source": "unknown", "reason": f"health check failed: {err}"}
+    ok = bool(directory.get("ok"))
+    body = {
+        "ok": ok,
+        "version": gateway.version,
+        "directory": directory,
+        "tabs": gateway.tabs.count,
+        "users": gateway.tabs.users,
+        "active_calls": gateway.calls.active,
+        # Redis down degrades (other processes' tabs miss paints) but this process still serves.
+        "fanout": gateway.shared.health() if gateway.shared is not None else {"mode": "local"},
+    }
+    return json_response(body, 200 if ok else 503)
+
+
+async def metrics(request: Request) -> Response:
+    gateway: Gateway = request.app.state.gateway
+    return Response(gateway.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+class SnippetFiles(StaticFiles):
+    """Static files for portal pages on another origin: CORS-open, revalidated on every load
+    (a new snippet version reaches managers at their next page load)."""
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers["Access-Control-Allow-Origin"] = "*"
+        response.headers["Cache-Control"] = "no-cache"
+        if str(full_path).endswith(".js"):
+            response.headers["Content-Type"] = "text/javascript; charset=utf-8"
+        return response

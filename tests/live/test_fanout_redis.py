@@ -1,0 +1,240 @@
+"""Several gateways through the real Redis at 127.0.0.1:6379: paints, clears and current paints
+cross processes; an unreachable Redis leaves local delivery working and logs one line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from websockets.asyncio.client import ClientConnection, connect
+
+from gateway.live.fanout import LocalFanout, RedisFanout
+from gateway.live.tabs import Tabs
+from gateway.run.config import ConfigError, Settings
+from gateway.run.runtime import Gateway, build_gateway
+from gateway.web.app import create_app
+from tests.live.conftest import API_KEY, OWNER, RED_CALLER, RED_PHONE
+from tests.live.test_loopback import call, recv, send, ws_url
+from tests.redis_server import require_redis
+from tests.support import TEST_SECRET, gateway_settings, running_app
+from tests.timing import timeout
+
+REDIS = "redis://127.0.0.1:6379/0"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+@dataclass
+class Node:
+    url: str
+    gateway: Gateway
+
+    @property
+    def fanout(self) -> RedisFanout:
+        assert self.gateway.shared is not None
+        return self.gateway.shared
+
+    async def post_call(self, user: str, call_id: str, phone: str = RED_PHONE) -> None:
+        body = {"user_id": user, "phone": phone, "call_id": call_id}
+        async with httpx.AsyncClient(base_url=self.url) as http:
+            response = await http.post("/api/calls", json=body, headers=AUTH)
+        assert response.status_code == 200, response.text
+
+    @contextlib.asynccontextmanager
+    async def tab(self, user: str) -> AsyncIterator[ClientConnection]:
+        async with connect(ws_url(self.url, user)) as ws:
+            assert (await recv(ws))["type"] == "hello"
+            yield ws
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    """A key and channel namespace of this test alone, removed afterwards."""
+    require_redis()
+    name = f"callguard-test-{uuid.uuid4().hex}:"
+    yield name
+    client: aioredis.Redis = aioredis.from_url(REDIS)
+    async for key in client.scan_iter(match=name + "*"):
+        await client.delete(key)
+    await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def node(settings: Settings) -> AsyncIterator[Node]:
+    app = create_app(settings)
+    gateway: Gateway = app.state.gateway
+    async with running_app(app, settings) as url:
+        shared = gateway.shared
+        if shared is not None and settings.redis_url == REDIS:
+            async with asyncio.timeout(timeout()):
+                await shared.wait_until(lambda fanout: fanout.connected)
+        yield Node(url, gateway)
+
+
+@contextlib.asynccontextmanager
+async def cluster(prefix: str, count: int = 2) -> AsyncIterator[list[Node]]:
+    """``count`` gateways in this process, sharing one Redis namespace, all subscribed."""
+    settings = gateway_settings(api_key=API_KEY, redis_url=REDIS, redis_prefix=prefix)
+    async with contextlib.AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(node(settings)) for _ in range(count)]
+
+
+@pytest.mark.redis
+async def test_a_call_on_one_gateway_paints_the_users_tabs_on_every_gateway(prefix: str) -> None:
+    async with (
+        cluster(prefix) as (a, b),
+        a.tab(RED_CALLER) as caller_a,
+        b.tab(RED_CALLER) as caller_b,
+        a.tab(OWNER) as owner_a,
+        b.tab(OWNER) as owner_b,
+    ):
+        await a.post_call(RED_CALLER, "c1")
+        for ws in (caller_a, caller_b):
+            paint = await recv(ws)
+            assert (paint["type"], paint["call_id"], paint["colour"], paint["seq"]) == (
+                "paint",
+                "c1",
+                "red",
+                1,
+            )
+        # Users stay apart across processes: the owner's first frame is their own call...
+        await b.post_call(OWNER, "c5")
+        for ws in (owner_a, owner_b):
+            paint = await recv(ws)
+            assert (paint["type"], paint["call_id"]) == ("paint", "c5")
+        # ...and the caller's next frame is the clear of c1, not the owner's c5.
+        await send(caller_b, {"type": "ended", "call_id": "c1"})
+        for ws in (caller_a, caller_b):
+            assert await recv(ws) == {"type": "clear", "call_id": "c1"}
+
+
+@pytest.mark.redis
+async def test_ended_on_one_gateway_clears_on_the_other_and_ends_the_call_there(
+    prefix: str,
+) -> None:
+    async with cluster(prefix) as (a, b), a.tab(RED_CALLER) as tab_a, b.tab(RED_CALLER) as tab_b:
+        await send(tab_a, call("c1"))  # the call lives in A's pipeline
+        for ws in (tab_a, tab_b):
+            assert (await recv(ws))["call_id"] == "c1"
+        await send(tab_b, {"type": "ended", "call_id": "c1"})  # B never saw the call itself
+        for ws in (tab_a, tab_b):
+            assert await recv(ws) == {"type": "clear", "call_id": "c1"}
+        assert (a.gateway.calls.active, b.gateway.calls.active) == (0, 0)
+        # New tabs on either side start clean: their first frame after hello is the next call.
+        async with a.tab(RED_CALLER) as fresh_a, b.tab(RED_CALLER) as fresh_b:
+            await send(fresh_a, call("c2"))
+            for ws in (fresh_a, fresh_b):
+                assert (await recv(ws))["call_id"] == "c2"
+
+
+@pytest.mark.redis
+async def test_a_tab_that_connects_later_gets_the_current_paint_from_any_gateway(
+    prefix: str,
+) -> None:
+    async with cluster(prefix) as (a, b), b.tab(RED_CALLER) as watching:
+        await a.post_call(RED_CALLER, "c1")
+        paint = await recv(watching)  # B has seen it: a tab opening there now must get it
+        async with b.tab(RED_CALLER) as late:
+            assert await recv(late) == paint
+        # A gateway started after the paint reads it from Redis.
+        settings = gateway_settings(api_key=API_KEY, redis_url=REDIS, redis_prefix=prefix)
+        async with node(settings) as c, c.tab(RED_CALLER) as later:
+            assert await recv(later) == paint
+            async with c.tab(OWNER) as other:  # nobody else's
+                await send(other, call("own"))
+                assert (await recv(other))["call_id"] == "own"
+            assert await a.gateway.calls.end_call(RED_CALLER, "c1")
+            assert await recv(later) == {"type": "clear", "call_id": "c1"}
+            assert await recv(watching) == {"type": "clear", "call_id": "c1"}
+
+
+@pytest.mark.redis
+async def test_another_namespace_hears_nothing(prefix: str) -> None:
+    async with (
+        cluster(prefix, count=1) as (a,),
+        cluster(prefix + "other:", count=1) as (b,),
+        a.tab(RED_CALLER) as tab_a,
+        b.tab(RED_CALLER) as tab_b,
+    ):
+        await a.post_call(RED_CALLER, "mine")
+        await b.post_call(RED_CALLER, "theirs")
+        assert (await recv(tab_a))["call_id"] == "mine"
+        assert (await recv(tab_b))["call_id"] == "theirs"
+
+
+def closed_port_url() -> str:
+    """A Redis URL where nothing listens: a port we bound and released."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+async def test_an_unreachable_redis_leaves_local_tabs_painted_and_logs_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="callguard.fanout")
+    settings = gateway_settings(api_key=API_KEY, redis_url=closed_port_url())
+    async with node(settings) as a, a.tab(RED_CALLER) as tab:
+        for n in range(3):
+            await a.post_call(RED_CALLER, f"c{n}")
+            assert (await recv(tab))["call_id"] == f"c{n}"
+        async with asyncio.timeout(timeout()):  # the reader and the writer failed, and retried
+            await a.fanout.wait_until(lambda fanout: fanout.failures >= 4)
+        async with httpx.AsyncClient(base_url=a.url) as http:
+            health = await http.get("/healthz")
+        assert health.status_code == 200  # this process still serves its own tabs
+        assert health.json()["ok"] is True
+        fanout = health.json()["fanout"]
+        assert (fanout["mode"], fanout["ok"]) == ("redis", False)
+        assert "ConnectionError" in fanout["reason"]
+    lines = [r for r in caplog.records if r.name == "callguard.fanout"]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    assert lines[0].levelno == logging.WARNING
+    assert "local tabs still get their paints" in lines[0].getMessage()
+
+
+async def test_the_outgoing_queue_is_bounded_and_keeps_the_newest_frame_per_call() -> None:
+    tabs = Tabs()
+    fanout = RedisFanout(tabs, closed_port_url(), queue_size=2)  # never started: nothing sent
+    for n in range(3):
+        await fanout.publish("7", "c1", f'{{"type":"paint","call_id":"c1","seq":{n}}}')
+    assert (fanout.health()["queued"], fanout.health()["dropped"]) == (1, 0)
+    for call_id in ("c2", "c3"):
+        await fanout.publish("7", call_id, f'{{"type":"clear","call_id":"{call_id}"}}')
+    assert (fanout.health()["queued"], fanout.health()["dropped"]) == (2, 1)
+    await fanout.close()
+
+
+def test_the_redis_url_chooses_the_fanout() -> None:
+    assert isinstance(build_gateway(gateway_settings()).fanout, LocalFanout)
+    assert isinstance(build_gateway(gateway_settings(redis_url=REDIS)).fanout, RedisFanout)
+    env = {"CALLGUARD_SECRET": TEST_SECRET}
+    assert Settings.from_env(env).redis_prefix == "callguard:"
+    assert Settings.from_env({**env, "CALLGUARD_REDIS_PREFIX": "cg-eu:"}).redis_prefix == "cg-eu:"
+    with pytest.raises(ConfigError, match=r"^CALLGUARD_REDIS_PREFIX: must be up to 64"):
+        Settings.from_env({**env, "CALLGUARD_REDIS_PREFIX": "has space"})
+
+
+@pytest.mark.redis
+async def test_foreign_messages_on_the_channel_never_stop_the_reader(prefix: str) -> None:
+    """Malformed messages and hash entries of another version are skipped; paints still cross."""
+    client: aioredis.Redis = aioredis.from_url(REDIS)
+    try:
+        await client.hset(prefix + "calls", '[["x"], 1]', '["o", "soon", 5]')
+        async with cluster(prefix) as (a, b), b.tab(RED_CALLER) as tab_b:
+            for junk in ('["o", ["u"], "k", "f"]', '["o", "7", 5, "f"]', "[1, 2]", "not json"):
+                await client.publish(prefix + "fanout", junk)
+            await a.post_call(RED_CALLER, "c1")
+            paint = await recv(tab_b)
+            assert (paint["type"], paint["call_id"], paint["colour"]) == ("paint", "c1", "red")
+            assert b.fanout.connected
+    finally:
+        await client.aclose()

@@ -1,0 +1,62 @@
+import orjson
+import pytest
+
+from gateway.live import wire
+from rules.model import Decision
+
+
+def test_client_frames_decode_to_typed_values() -> None:
+    call = '{"type":"call","call_id":"c1","phone":"+7 495 123-45-67","direction":"out"}'
+    assert wire.decode(call, 4096) == wire.CallFrame("c1", "+7 495 123-45-67", "out")
+    assert wire.decode('{"type":"call","call_id":"c1","phone":"1"}', 4096).direction == "in"  # type: ignore[union-attr]
+    assert wire.decode('{"type":"ended","call_id":"c1"}', 4096) == wire.EndedFrame("c1")
+    applied = '{"type":"applied","call_id":"c1","seq":3,"latency_ms":41.5,"extra":1}'
+    assert wire.decode(applied, 4096) == wire.AppliedFrame("c1", 3, 41.5)
+    assert wire.decode('{"type":"applied","call_id":"c","seq":0}', 4096) == wire.AppliedFrame(
+        "c", 0, None
+    )
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("x" * 5000, wire.TOO_LARGE),
+        ('{"type":"call","phone":"' + "я" * 2100 + '"}', wire.TOO_LARGE),
+        (b'{"type":"ended","call_id":"c"}', wire.INVALID_MESSAGE),
+        ("{not json", wire.INVALID_JSON),
+        ("[1, 2]", wire.INVALID_MESSAGE),
+        ('{"call_id":"c"}', wire.INVALID_MESSAGE),
+        ('{"type":"hello"}', wire.UNKNOWN_TYPE),
+        ('{"type":"call","call_id":"c","phone":5}', wire.INVALID_MESSAGE),
+        ('{"type":"call","call_id":"","phone":"1"}', wire.INVALID_MESSAGE),
+        ('{"type":"call","call_id":"' + "c" * 200 + '","phone":"1"}', wire.INVALID_MESSAGE),
+        ('{"type":"call","call_id":"c","phone":"1","direction":"up"}', wire.INVALID_MESSAGE),
+        ('{"type":"applied","call_id":"c","seq":-1}', wire.INVALID_MESSAGE),
+        ('{"type":"applied","call_id":"c","seq":true}', wire.INVALID_MESSAGE),
+        ('{"type":"applied","call_id":"c","seq":1,"latency_ms":"fast"}', wire.INVALID_MESSAGE),
+        ('{"type":"applied","call_id":"c","seq":1,"latency_ms":-5}', wire.INVALID_MESSAGE),
+    ],
+)
+def test_bad_client_frames_name_the_problem(frame: str | bytes, code: str) -> None:
+    with pytest.raises(wire.WireError) as caught:
+        wire.decode(frame, 4096)
+    assert caught.value.code == code
+    assert caught.value.message
+
+
+def test_server_frames_match_the_contract() -> None:
+    decision = Decision("red", "#d32f2f", "foreign-client-in-work", "Чужой клиент")
+    assert orjson.loads(wire.paint("c1", 2, decision)) == {
+        "type": "paint",
+        "call_id": "c1",
+        "seq": 2,
+        "colour": "red",
+        "background": "#d32f2f",
+        "rule": "foreign-client-in-work",
+        "text": "Чужой клиент",
+    }
+    assert orjson.loads(wire.clear("c1")) == {"type": "clear", "call_id": "c1"}
+    assert orjson.loads(wire.error("x", "why")) == {"type": "error", "code": "x", "message": "why"}
+    hello = orjson.loads(wire.hello("6", 20.0, "0.1.0"))
+    assert hello["type"] == "hello"
+    assert hello["user_id"] == "6"

@@ -1,0 +1,95 @@
+"""Settings from the environment: defaults, overrides, and one-line errors naming the variable."""
+
+from pathlib import Path
+
+import pytest
+
+from gateway.run.config import ConfigError, Settings, mask_url
+
+SECRET = {"CALLGUARD_SECRET": "s" * 32}
+
+
+def test_defaults_are_the_embedded_single_process_setup() -> None:
+    s = Settings.from_env(SECRET)
+    assert (s.portal_url, s.redis_url, s.directory, s.rules) == (None, None, None, None)
+    assert (s.region, s.port, s.lookup_deadline) == ("RU", 8000, 1.5)
+    assert s.status_field == "UF_CRM_CALLGUARD_STATUS"
+    assert s.insecure_dev is False
+
+
+def test_overrides(tmp_path: Path) -> None:
+    data = tmp_path / "data.json"
+    data.write_text("{}", encoding="utf-8")
+    s = Settings.from_env(
+        {
+            **SECRET,
+            "PORT": "5001",
+            "CALLGUARD_PORTAL_URL": "https://portal.example/rest/1/code",
+            "CALLGUARD_DIRECTORY": str(data),
+            "CALLGUARD_REDIS_URL": "redis://127.0.0.1:6379/0",
+            "CALLGUARD_ADMINS": "1, 12",
+            "CALLGUARD_REGION": "de",
+            "CALLGUARD_CACHE_TTL": "30",
+        }
+    )
+    assert s.port == 5001
+    assert s.portal_url == "https://portal.example/rest/1/code/"
+    assert s.directory == data
+    assert s.admins == ("1", "12")
+    assert s.region == "DE"
+    assert s.cache_ttl == 30.0
+    assert s.but(port=1).port == 1
+
+
+def test_missing_secret_stops_start_up_unless_insecure_dev() -> None:
+    with pytest.raises(ConfigError, match=r"^CALLGUARD_SECRET: not set; .*--insecure-dev"):
+        Settings.from_env({})
+    dev = Settings.from_env({}, insecure_dev=True)
+    assert dev.insecure_dev is True
+    assert len(dev.secret) >= 32
+    assert Settings.from_env({}, insecure_dev=True).secret != dev.secret
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CALLGUARD_SECRET": "short"}, r"^CALLGUARD_SECRET: too short"),
+        ({**SECRET, "PORT": "http"}, r"^PORT: must be a TCP port"),
+        ({**SECRET, "PORT": "70000"}, r"^PORT: must be a TCP port"),
+        ({**SECRET, "CALLGUARD_CACHE_TTL": "soon"}, r"^CALLGUARD_CACHE_TTL: must be a number"),
+        (
+            {**SECRET, "CALLGUARD_LOOKUP_DEADLINE": "0"},
+            r"^CALLGUARD_LOOKUP_DEADLINE: must be between",
+        ),
+        ({**SECRET, "CALLGUARD_TAB_QUEUE": "-1"}, r"^CALLGUARD_TAB_QUEUE: must be a whole number"),
+        (
+            {**SECRET, "CALLGUARD_PORTAL_URL": "portal.example"},
+            r"^CALLGUARD_PORTAL_URL: must be a http/https URL",
+        ),
+        (
+            {**SECRET, "CALLGUARD_REDIS_URL": "http://x"},
+            r"^CALLGUARD_REDIS_URL: must be a redis/rediss/unix URL",
+        ),
+        ({**SECRET, "CALLGUARD_DIRECTORY": "/no/such.json"}, r"^CALLGUARD_DIRECTORY: no such file"),
+        ({**SECRET, "CALLGUARD_REGION": "XX"}, r"^CALLGUARD_REGION: unknown phone region"),
+        (
+            {**SECRET, "CALLGUARD_STATUS_FIELD": "STATUS"},
+            r"^CALLGUARD_STATUS_FIELD: must look like",
+        ),
+        ({**SECRET, "CALLGUARD_ADMINS": "1,bob"}, r"^CALLGUARD_ADMINS: must be comma-separated"),
+        ({**SECRET, "CALLGUARD_LOG_LEVEL": "loud"}, r"^CALLGUARD_LOG_LEVEL: must be"),
+    ],
+)
+def test_invalid_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
+
+
+def test_webhook_code_is_masked_in_errors_and_urls() -> None:
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**SECRET, "CALLGUARD_PORTAL_URL": "ftp://p/rest/1/topsecretcode/"})
+    assert "topsecretcode" not in str(err.value)
+    assert mask_url("https://p.example/rest/12/abc123/crm.lead.get.json") == (
+        "https://p.example/rest/12/***/crm.lead.get.json"
+    )
+    assert mask_url("https://p.example/other/path") == "https://p.example/other/path"
