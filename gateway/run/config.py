@@ -47,13 +47,17 @@ class Settings:
     call_timeout: float = 900.0
     rate_burst: int = 50
     rate_per_second: float = 2.0
-    tab_queue: int = 16
+    tab_queue_bytes: int = 256 * 1024
+    tab_call_rate: float = 10.0
+    shutdown_drain: float = 5.0
     heartbeat: float = 20.0
     max_frame: int = 4096
     public_url: str | None = None
     log_level: str = "info"
     insecure_dev: bool = field(default=False)
     demo: bool = field(default=False)
+    # Settings that still start but say what to use instead; the launcher prints them.
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def from_env(
@@ -165,6 +169,12 @@ class _Reader:
         level = (self.raw("LOG_LEVEL") or "info").lower()
         if level not in ("debug", "info", "warning", "error"):
             raise self.fail("LOG_LEVEL", f"must be debug, info, warning or error, got {level!r}")
+        warnings: list[str] = []
+        if self.raw("TAB_QUEUE") is not None:
+            warnings.append(
+                f"WARNING: {PREFIX}TAB_QUEUE is deprecated and ignored: a tab's queue is bounded "
+                f"in bytes now; set {PREFIX}TAB_QUEUE_BYTES (default 262144) instead."
+            )
         return Settings(
             secret=secret,
             host=self.raw("HOST") or "0.0.0.0",
@@ -187,12 +197,15 @@ class _Reader:
             call_timeout=self.number("CALL_TIMEOUT", 900.0, 1.0, 86_400.0),
             rate_burst=self.integer("RATE_BURST", 50, 1, 10_000),
             rate_per_second=self.number("RATE_PER_SECOND", 2.0, 0.01, 10_000.0),
-            tab_queue=self.integer("TAB_QUEUE", 16, 1, 1024),
+            tab_queue_bytes=self.integer("TAB_QUEUE_BYTES", 256 * 1024, 16 * 1024, 64 * 1024**2),
+            tab_call_rate=self.number("TAB_CALL_RATE", 10.0, 1.0, 1000.0),
+            shutdown_drain=self.number("SHUTDOWN_DRAIN", 5.0, 0.0, 60.0),
             heartbeat=self.number("HEARTBEAT", 20.0, 0.05, 3600.0),
             max_frame=self.integer("MAX_FRAME", 4096, 256, 1_048_576),
             public_url=self.url("PUBLIC_URL", ("http", "https")),
             log_level=level,
             insecure_dev=insecure_dev and self.raw("SECRET") is None,
+            warnings=tuple(warnings),
         )
 
 

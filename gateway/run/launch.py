@@ -45,6 +45,8 @@ def _run(settings: Settings, ready: str | None = None) -> None:
     from gateway.run.server import StartupError, run
     from gateway.web.app import create_app
 
+    for warning in settings.warnings:
+        print(warning, file=sys.stderr, flush=True)
     try:
         run(create_app(settings), settings, on_started=lambda: _say(ready))
     except StartupError as err:
