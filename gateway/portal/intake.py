@@ -141,8 +141,8 @@ class Portal:
         await self.telephony.join()
         await self.crm.join()
         while self._painting:
-            pending = [task for tasks in self._painting.values() for task in tasks]
-            await asyncio.gather(*pending, return_exceptions=True)
+            # wait(), not gather(): a caller that gives up (a timeout) must not cancel the paints.
+            await asyncio.wait([task for tasks in self._painting.values() for task in tasks])
 
     async def drain(self, seconds: float) -> bool:
         """Shutdown: refuse new events, then wait up to ``seconds`` for those accepted and their

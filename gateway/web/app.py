@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from starlette.websockets import WebSocket
 import gateway as package
 from gateway.crm import Directory
 from gateway.live.socket import tab_endpoint
+from gateway.live.tabs import CLOSE_GOING_AWAY
 from gateway.portal.wiring import build_portal, demo_status_routes, portal_routes
 from gateway.run.config import Settings
 from gateway.run.runtime import build_gateway
@@ -21,6 +23,8 @@ from gateway.web.demo import demo_routes
 from gateway.web.http import SnippetFiles, healthz, metrics, post_call
 
 STATIC_DIR = Path(package.__file__).parent.parent / "static"
+
+log = logging.getLogger("callguard.app")
 
 
 class GatewayApp(Starlette):
@@ -55,6 +59,18 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
             await portal.stop()
             await gateway.stop()
 
+    async def drain() -> None:
+        """Graceful shutdown, before the server drops connections (gateway/run/server.py)."""
+        drained = await portal.drain(settings.shutdown_drain)
+        if gateway.shared is not None:  # sibling processes get the last paints
+            await gateway.shared.flush(settings.shutdown_drain)
+        log.info(
+            "shutting down: portal events %s; closing %d tabs with 1001",
+            "drained" if drained else "left undone",
+            gateway.tabs.count,
+        )
+        gateway.tabs.close_all(CLOSE_GOING_AWAY, "server restarting: reconnect")
+
     routes: list[BaseRoute] = [
         Route("/api/calls", post_call, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -68,4 +84,5 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
     app = GatewayApp(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway
     app.state.portal = portal
+    app.state.drain = drain
     return app
