@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -61,9 +62,12 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
 
     async def drain() -> None:
         """Graceful shutdown, before the server drops connections (gateway/run/server.py)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.shutdown_drain
         drained = await portal.drain(settings.shutdown_drain)
         if gateway.shared is not None:  # sibling processes get the last paints
-            await gateway.shared.flush(settings.shutdown_drain)
+            # Within the drain's time, but a second at least: sending takes milliseconds.
+            await gateway.shared.flush(max(1.0, deadline - loop.time()))
         log.info(
             "shutting down: portal events %s; closing %d tabs with 1001",
             "drained" if drained else "left undone",
