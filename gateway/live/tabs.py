@@ -139,6 +139,7 @@ class Tab:
         "call_rate",
         "conduct",
         "outbox",
+        "rate_logged",
         "registry",
         "socket",
         "user_id",
@@ -153,6 +154,7 @@ class Tab:
         # ``call`` frame only when the phone rings.
         self.conduct: Conduct | None = None
         self.call_rate: TokenBucket | None = None
+        self.rate_logged = False
         self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
 
@@ -169,7 +171,16 @@ class Tab:
         if self.call_rate is None:
             rate = self.registry.call_rate
             self.call_rate = TokenBucket(rate=rate, burst=max(1.0, rate))
-        return self.call_rate.take(self.registry.clock())
+        if self.call_rate.take(self.registry.clock()):
+            return True
+        if not self.rate_logged:  # one line per tab, not one per refused frame
+            self.rate_logged = True
+            log.info(
+                "a tab of user %s sends more than %g call frames per second; refusing the rest",
+                self.user_id,
+                self.registry.call_rate,
+            )
+        return False
 
     def strike(self) -> bool:
         """Count one bad frame from this tab; True (and the tab closes 1008) on abuse."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -149,7 +150,10 @@ async def test_invalid_phones_are_answered_but_are_no_abuse() -> None:
     assert 'callguard_tab_closes_total{code="1008"}' not in metrics
 
 
-async def test_call_frames_beyond_the_tab_rate_get_rate_limited() -> None:
+async def test_call_frames_beyond_the_tab_rate_get_rate_limited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="callguard.tabs")
     # One call frame per ~17 minutes: the second frame is refused however slow the machine.
     settings = gateway_settings(tab_call_rate=0.001)
     app = create_app(settings)
@@ -164,17 +168,20 @@ async def test_call_frames_beyond_the_tab_rate_get_rate_limited() -> None:
         await send(ws, call("c1"))
         assert (await recv(ws))["type"] == "paint"
         assert (await recv(other))["type"] == "paint"
-        await send(ws, call("c2"))
-        refused = await recv(ws)
-        assert (refused["type"], refused["code"]) == ("error", "rate_limited")
-        assert "call frames per second" in str(refused["message"])
+        for call_id in ("c2", "c2b"):
+            await send(ws, call(call_id))
+            refused = await recv(ws)
+            assert (refused["type"], refused["code"]) == ("error", "rate_limited")
+            assert "call frames per second" in str(refused["message"])
         await send(ws, {"type": "ended", "call_id": "c1"})  # other frames are not limited
         assert await recv(ws) == {"type": "clear", "call_id": "c1"}
         assert await recv(other) == {"type": "clear", "call_id": "c1"}
         await send(other, call("c3"))  # the other tab has a budget of its own
         assert (await recv(other))["call_id"] == "c3"
     metrics = gateway.metrics.render().decode()
-    assert 'callguard_frames_rejected_total{code="rate_limited"} 1.0' in metrics
+    assert 'callguard_frames_rejected_total{code="rate_limited"} 2.0' in metrics
+    [line] = [r.getMessage() for r in caplog.records if "call frames per second" in r.getMessage()]
+    assert line.startswith("a tab of user 7 sends more than 0.001 call frames per second")
 
 
 async def test_api_calls_over_http(base: str) -> None:
