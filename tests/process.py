@@ -46,19 +46,21 @@ class ServeProcess:
 
     async def ready(self) -> None:
         """Wait until the process answers HTTP (it listens only once its start-up is done)."""
-        async with asyncio.timeout(timeout(4)), httpx.AsyncClient() as client:
-            while True:
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"the gateway exited: {self.proc.communicate()[1]}")
-                try:
-                    await client.get(self.url + "/healthz")
-                    return
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)
+        try:
+            async with asyncio.timeout(timeout(4)), httpx.AsyncClient() as client:
+                while self.proc.poll() is None:
+                    try:
+                        await client.get(self.url + "/healthz")
+                        return
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.05)
+        except TimeoutError:
+            self.proc.kill()
+        raise AssertionError(f"the gateway did not start: {self.proc.communicate()[1]}")
 
     async def refusing(self) -> None:
         """Wait until the port refuses new connections (the process stopped accepting)."""
-        async with asyncio.timeout(timeout()):
+        async with asyncio.timeout(timeout(2)):
             while True:
                 try:
                     _, writer = await asyncio.open_connection("127.0.0.1", self.port)
