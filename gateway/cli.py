@@ -103,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
 def _explain(args: argparse.Namespace) -> int:
     import asyncio
 
-    from gateway.crm.datafile import DataFileDirectory, DataFileError, load_dataset
+    from gateway.crm.datafile import DataFileDirectory
+    from gateway.crm.dataset import DataFileError, load_dataset
     from rules import InvalidPhone, PolicyError, decide, load_policy, normalize
     from rules.phones import DEFAULT_REGION, check_region
 
@@ -231,7 +232,7 @@ def _portal_lookup(url: str, phone: str, region: str) -> Findings:
 def _fake_portal(args: argparse.Namespace) -> int:
     import asyncio
 
-    from gateway.crm.datafile import DataFileError, load_dataset
+    from gateway.crm.dataset import DataFileError, load_dataset
     from gateway.tools.fakeportal import FakePortal
 
     try:

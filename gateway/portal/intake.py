@@ -14,6 +14,7 @@ is queued. Parsing is pure (gateway/portal/events.py); the work runs in two boun
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,13 +24,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.crm import DirectoryError
-from gateway.live.calls import Calls
+from gateway.live.calls import CallEvent, Calls
 from gateway.live.wire import Direction
 from gateway.portal import events
 from gateway.portal.events import CallEnd, CallInit, CallStart, CrmChange, PortalEvent, Unknown
 from gateway.portal.queues import WorkQueue
 from gateway.portal.statuses import Outcome, StatusGuard
-from gateway.web.http import failure, json_response
+from gateway.web.responses import failure, json_response
 from rules.phones import InvalidPhone
 
 log = logging.getLogger("callguard.webhooks")
@@ -44,7 +45,7 @@ Refresh = Callable[[str, str, bool], Awaitable[set[str]]]
 
 @dataclass(slots=True)
 class _Ring:
-    phone: str | None = None
+    phone: str | None = None  # the E.164 key, normalised once at CALLINIT
     direction: str = "in"
     waiting_user: str | None = None  # a CALLSTART that came before its CALLINIT
     ended: bool = False
@@ -90,7 +91,7 @@ class PortalMetrics:
         )
 
 
-class Portal:
+class EventIntake:
     """The portal's events, wired to the call pipeline, the lookup cache and the status guard."""
 
     def __init__(
@@ -202,13 +203,12 @@ class Portal:
 
     async def _call_init(self, event: CallInit) -> None:
         try:
-            self.calls.normalize(event.phone)
+            key = self.calls.prewarm(event.phone)
         except InvalidPhone as err:
             log.info("call %s: not pre-warming: %s", event.call_id, err)
             return
         ring = self.memory.ring(event.call_id)
-        ring.phone, ring.direction = event.phone, event.direction
-        self.calls.prewarm(event.phone)
+        ring.phone, ring.direction = key, event.direction
         if ring.waiting_user is not None and not ring.ended:
             user, ring.waiting_user = ring.waiting_user, None
             await self._paint(user, event.call_id, ring)
@@ -216,9 +216,9 @@ class Portal:
     async def _paint(self, user_id: str, call_id: str, ring: _Ring) -> None:
         assert ring.phone is not None
         direction: Direction = "out" if ring.direction == "out" else "in"
-        await self.calls.start_call(
-            user_id, call_id, ring.phone, direction, only_if_unpainted=True, source="portal"
-        )
+        # ring.phone is the key CallInit normalised: the call is not normalised again.
+        event = CallEvent(user_id, call_id, ring.phone, direction, "portal", time.perf_counter())
+        await self.calls.begin(event, only_if_unpainted=True)
 
     # -- CRM ---------------------------------------------------------------------------------
 

@@ -14,11 +14,11 @@ from starlette.websockets import WebSocket
 import gateway as package
 from gateway.crm import Directory
 from gateway.live.socket import tab_endpoint
-from gateway.portal.wiring import build_portal, demo_status_routes, portal_routes
+from gateway.portal.wiring import build_intake
 from gateway.run.config import Settings
 from gateway.run.runtime import build_gateway
 from gateway.web.demo import demo_routes
-from gateway.web.http import SnippetFiles, healthz, metrics, post_call
+from gateway.web.http import SnippetFiles, healthz, metrics, portal_events, post_call
 
 STATIC_DIR = Path(package.__file__).parent.parent / "static"
 
@@ -43,16 +43,16 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
     """The gateway app. With ``directory=None`` it builds (and closes) its own from settings;
     a directory passed in stays the caller's to close. Raises ConfigError on bad settings."""
     gateway = build_gateway(settings, directory)
-    portal = build_portal(gateway)
+    intake, editable = build_intake(gateway)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
-        await portal.start()
+        await intake.start()
         try:
             yield
         finally:
-            await portal.stop()
+            await intake.stop()
             await gateway.stop()
 
     routes: list[BaseRoute] = [
@@ -60,12 +60,12 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Mount("/static", SnippetFiles(directory=STATIC_DIR, check_dir=False)),
-        *portal_routes(),
+        Route("/bitrix/events", portal_events, methods=["POST"]),
     ]
     if settings.demo:
-        routes.extend(demo_status_routes())
         routes.extend(demo_routes(STATIC_DIR))
     app = GatewayApp(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway
-    app.state.portal = portal
+    app.state.intake = intake
+    app.state.demo_statuses = editable
     return app

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hmac
 import os
-from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -16,18 +15,12 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from gateway.live import wire
+from gateway.portal.intake import EventIntake
 from gateway.run.runtime import Gateway
+from gateway.web.responses import failure, json_response
 from rules.phones import InvalidPhone
 
 MAX_BODY = 16 * 1024
-
-
-def json_response(body: dict[str, Any], status: int = 200, **headers: str) -> Response:
-    return Response(orjson.dumps(body), status, headers or None, "application/json")
-
-
-def failure(status: int, code: str, message: str, **headers: str) -> Response:
-    return json_response({"error": code, "message": message}, status, **headers)
 
 
 async def post_call(request: Request) -> Response:
@@ -134,3 +127,9 @@ class SnippetFiles(StaticFiles):
         if str(full_path).endswith(".js"):
             response.headers["Content-Type"] = "text/javascript; charset=utf-8"
         return response
+
+
+async def portal_events(request: Request) -> Response:
+    """``POST /bitrix/events``: the portal's outgoing webhook (gateway/portal/intake.py)."""
+    intake: EventIntake = request.app.state.intake
+    return await intake.receive(request)

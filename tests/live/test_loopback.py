@@ -16,7 +16,8 @@ import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from gateway.crm.datafile import DataFileDirectory, parse_dataset
+from gateway.crm.datafile import DataFileDirectory
+from gateway.crm.dataset import parse_dataset
 from gateway.live.calls import LATE_REASON
 from gateway.run.config import Settings
 from gateway.run.runtime import Gateway

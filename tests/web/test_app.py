@@ -10,7 +10,8 @@ import pytest
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from gateway.crm.datafile import DataFileDirectory, parse_dataset
+from gateway.crm.datafile import DataFileDirectory
+from gateway.crm.dataset import parse_dataset
 from gateway.live.calls import LATE_REASON
 from gateway.run.config import ConfigError, Settings
 from gateway.web.app import create_app
