@@ -104,6 +104,7 @@ def _explain(args: argparse.Namespace) -> int:
     import asyncio
 
     from gateway.crm.datafile import DataFileDirectory, DataFileError, load_dataset
+    from gateway.userid import InvalidUserId, user_id
     from rules import InvalidPhone, PolicyError, decide, load_policy, normalize
     from rules.phones import DEFAULT_REGION, check_region
 
@@ -113,9 +114,10 @@ def _explain(args: argparse.Namespace) -> int:
         policy = load_policy(args.rules)
     except (InvalidPhone, PolicyError, ValueError) as err:
         raise UsageError(str(err)) from None
-    caller = str(args.caller).strip()
-    if not caller.isdigit():
-        raise UsageError(f"--caller must be a Bitrix24 user id (digits), not {args.caller!r}")
+    try:
+        caller = user_id(args.caller)
+    except InvalidUserId as err:
+        raise UsageError(f"--caller: {err}") from None
     if args.portal:
         findings = _portal_lookup(args.portal, phone, region)
     else:

@@ -38,7 +38,8 @@ def call(call_id: str = "c1", phone: str = RED_PHONE) -> dict[str, str]:
         None,
         "garbage",
         token_for("7", ttl=60).replace(".", ".x", 1),
-        jwt.encode({"sub": "7", "exp": time.time() - 10}, TEST_SECRET, algorithm="HS256"),
+        # Beyond the minute of clock skew the gateway allows.
+        jwt.encode({"sub": "7", "exp": time.time() - 120}, TEST_SECRET, algorithm="HS256"),
         jwt.encode({"sub": "7", "exp": time.time() + 60}, TEST_SECRET * 2, algorithm="HS512"),
     ],
     ids=["missing", "garbage", "bad-signature", "expired", "wrong-algorithm"],
@@ -236,6 +237,14 @@ class TestApiCalls:
             (b"[]", "invalid_request", "object"),
             (b'{"phone":"1","call_id":"c"}', "invalid_request", "user_id"),
             (b'{"user_id":"x","phone":"1","call_id":"c"}', "invalid_request", "user_id"),
+            (b'{"user_id":"08","phone":"1","call_id":"c"}', "invalid_request", "leading zeros"),
+            (b'{"user_id":0,"phone":"1","call_id":"c"}', "invalid_request", "user_id"),
+            (b'{"user_id":true,"phone":"1","call_id":"c"}', "invalid_request", "user_id"),
+            (
+                '{"user_id":"\uff18","phone":"1","call_id":"c"}'.encode(),
+                "invalid_request",
+                "ASCII digits",
+            ),
             (b'{"user_id":7,"phone":"+74951234567"}', "invalid_request", "call_id"),
             (b'{"user_id":7,"call_id":"c"}', "invalid_request", "phone"),
             (
