@@ -15,6 +15,7 @@ from gateway.crm.cache import CachedDirectory, redis_cache
 from gateway.crm.datafile import DataFileDirectory, DataFileError, Dataset
 from gateway.live.calls import Calls
 from gateway.live.fanout import Fanout, LocalFanout, RedisFanout
+from gateway.live.renewals import Renewals
 from gateway.live.tabs import Tabs
 from gateway.run.config import ConfigError, Settings
 from gateway.run.metrics import Metrics
@@ -78,6 +79,8 @@ class Gateway:
         # which the stopped peer cannot answer either, gives up on it (1011).
         self.tabs = Tabs(capacity=s.tab_queue, stuck_after=s.heartbeat / 4)
         self.tabs.on_close = lambda code: self.metrics.tab_closes.labels(str(code)).inc()
+        self.renewals = Renewals(s.secret)
+        self.renewals.on_renew = self.metrics.token_renewals.inc
         # CALLGUARD_REDIS_URL: paints cross processes through Redis; unset: this process only.
         self.shared: RedisFanout | None = None
         if s.redis_url is None:
@@ -126,6 +129,7 @@ class Gateway:
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
+        self.renewals.close()
         self.tabs.close_all()
         await self.calls.close()
         await self.fanout.close()
