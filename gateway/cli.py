@@ -71,7 +71,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("token", help="print a websocket token for a user (needs CALLGUARD_SECRET)")
     p.add_argument("--user", required=True, help="the Bitrix24 user id")
-    p.add_argument("--ttl", type=float, default=12 * 3600, help="lifetime, seconds (default 12 h)")
+    p.add_argument(
+        "--ttl",
+        type=float,
+        default=12 * 3600,
+        help="lifetime, seconds (default 12 h; at most CALLGUARD_TOKEN_MAX_TTL)",
+    )
     p.set_defaults(handler=_token)
 
     p = sub.add_parser("setup-portal", help="create the status field; print the webhook setup")
