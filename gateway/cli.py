@@ -122,7 +122,7 @@ def _explain(args: argparse.Namespace) -> int:
     try:
         caller = user_id(args.caller)
     except InvalidUserId as err:
-        raise UsageError(f"--caller: {err}") from None
+        raise UsageError(f"--caller must be a Bitrix24 user id; {err}") from None
     if args.portal:
         findings = _portal_lookup(args.portal, phone, region)
     else:
