@@ -27,7 +27,7 @@ from gateway.live.tokens import Identity, issue_token
 EARLIEST = 0.4  # share of the lifetime after which a renewal may go out
 LATEST = 0.5  # ... and by which it is due (the contract says 0.6)
 GAP = 0.1  # share of the lifetime that at least separates two renewals of one tab
-BATCH = 256  # renewals per timer callback: a storm of them must not stall the loop
+BATCH = 64  # renewals per loop turn: each signs a JWT, so a storm of them must not stall the loop
 
 # due (wall-clock seconds), entry number (unique: ties never compare tabs), tab, lifetime
 _Entry = tuple[float, int, Tab, int]
