@@ -14,6 +14,7 @@ import pytest
 
 from gateway.cli import main
 from gateway.live.tokens import verify_token
+from tests.processes import on_busy_port
 from tests.timing import timeout
 
 SECRET = "cli-test-secret-0123456789abcdef-0123"
@@ -94,20 +95,7 @@ def test_demo_serves_the_demo_and_prints_the_url() -> None:
 
 
 def test_serve_insecure_dev_warns_loudly_and_a_busy_port_exits_2() -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CALLGUARD_")}
-        command = ["serve", "--insecure-dev", "--host", "127.0.0.1", "--port", str(port)]
-        done = subprocess.run(
-            [sys.executable, "-m", "gateway", *command],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout(2),
-        )
+    done, port = on_busy_port("serve", "--insecure-dev")
     assert done.returncode == 2
     assert "WARNING: --insecure-dev" in done.stderr
     assert f"callguard serve: could not start serving on 127.0.0.1:{port}" in done.stderr
