@@ -35,7 +35,11 @@ def free_port() -> int:
 
 def clean_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """This environment without any CALLGUARD_* or PORT, plus ``env``."""
-    kept = {k: v for k, v in os.environ.items() if not k.startswith("CALLGUARD_") and k != "PORT"}
+    kept = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CALLGUARD_") and k not in ("PORT", "PYTHONPATH")
+    }
     return {**kept, **(env or {})}
 
 
