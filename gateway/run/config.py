@@ -55,6 +55,9 @@ class Settings:
     token_max_ttl: float = 86_400.0
     public_url: str | None = None
     log_level: str = "info"
+    log_format: str = "text"
+    # None: the default (the portal's origin and PUBLIC_URL's); see gateway/web/origins.py.
+    allowed_origins: tuple[str, ...] | None = None
     insecure_dev: bool = field(default=False)
     demo: bool = field(default=False)
 
@@ -120,6 +123,29 @@ class _Reader:
             raise self.fail(name, f"no such file: {value}")
         return file
 
+    def origins(self, name: str) -> tuple[str, ...] | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        out: list[str] = []
+        for item in (i.strip() for i in value.split(",")):
+            parts = urlsplit(item)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.username is not None
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+            ):
+                raise self.fail(
+                    name,
+                    "must be comma-separated origins like https://portal.example "
+                    f"(scheme, host, optional port; no path), got {item!r}",
+                )
+            out.append(f"{parts.scheme}://{parts.netloc.lower()}")
+        return tuple(out)
+
     def settings(self, insecure_dev: bool) -> Settings:
         secret = self.raw("SECRET")
         if secret is None:
@@ -169,6 +195,9 @@ class _Reader:
         level = (self.raw("LOG_LEVEL") or "info").lower()
         if level not in ("debug", "info", "warning", "error"):
             raise self.fail("LOG_LEVEL", f"must be debug, info, warning or error, got {level!r}")
+        log_format = (self.raw("LOG_FORMAT") or "text").lower()
+        if log_format not in ("text", "json"):
+            raise self.fail("LOG_FORMAT", f"must be text or json, got {log_format!r}")
         return Settings(
             secret=secret,
             host=self.raw("HOST") or "0.0.0.0",
@@ -198,12 +227,19 @@ class _Reader:
             token_max_ttl=self.number("TOKEN_MAX_TTL", 86_400.0, 60.0, 30 * 86_400.0),
             public_url=self.url("PUBLIC_URL", ("http", "https")),
             log_level=level,
+            log_format=log_format,
+            allowed_origins=self.origins("ALLOWED_ORIGINS"),
             insecure_dev=insecure_dev and self.raw("SECRET") is None,
         )
 
 
 def mask_url(url: str) -> str:
-    """Hide a Bitrix24 webhook code: ``https://p/rest/1/abc123/`` -> ``https://p/rest/1/***/``."""
+    """Hide a Bitrix24 webhook code: ``https://p/rest/1/abc123/`` -> ``https://p/rest/1/***/``.
+    A URL with credentials (``user:password@``, any ``@``) is masked whole but for its scheme:
+    a password may hold ``/`` or ``:``, so where it ends is anyone's guess."""
+    if "@" in url:
+        scheme, sep, _ = url.partition("://")
+        return f"{scheme}://***" if sep and scheme.isalnum() else "***"
     parts = url.split("/")
     for i, part in enumerate(parts[:-1]):
         if part == "rest" and i + 2 < len(parts) and parts[i + 1].isdigit():
