@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from gateway.crm.build import build_directory
-from gateway.crm.datafile import load_dataset
+from gateway.crm.dataset import load_dataset
 from gateway.run.config import Settings
 from rules.phones import try_normalize
 

@@ -64,6 +64,12 @@ def try_normalize(text: str, region: str = DEFAULT_REGION) -> str | None:
         return None
 
 
+def masked(phone: str) -> str:
+    """A number for logs and reports: its last 4 digits only (``****4567``), never the whole."""
+    digits = [c for c in phone if c.isdigit()]
+    return "****" + "".join(digits[-4:]) if len(digits) > 4 else "****"
+
+
 def check_region(region: str) -> str:
     """Validate a region code (``RU``, ``DE``); raise ValueError naming the allowed form."""
     code = region.strip().upper()

@@ -1,9 +1,9 @@
-"""build_directory(settings): the directory the gateway uses, from the settings.
+"""build_directory(settings): the one place that chooses where CRM data comes from.
 
 ``CALLGUARD_PORTAL_URL`` set -> Bitrix24 REST; unset -> the data file (``CALLGUARD_DIRECTORY``, or
-the bundled demo). Either way behind the cache. The cache is in memory; pass
-``cache=redis_cache(url)`` to share it between processes (configuration, not a code change).
-Close it with ``await directory.close()``: that closes the portal session and the cache.
+the bundled demo). Either way behind the cache: in memory, or in Redis with
+``CALLGUARD_CACHE=redis`` (shared by every process). Close it with ``await directory.close()``:
+that closes the portal session and the cache.
 """
 
 from __future__ import annotations
@@ -11,17 +11,22 @@ from __future__ import annotations
 from aiocache.base import BaseCache
 
 from gateway.crm import Directory
-from gateway.crm.cache import CachedDirectory
+from gateway.crm.cache import CachedDirectory, redis_cache
 from gateway.crm.client import BitrixClient, Limits
-from gateway.crm.datafile import DataFileDirectory, load_dataset
+from gateway.crm.datafile import DataFileDirectory
+from gateway.crm.dataset import DataFileError, load_dataset
 from gateway.crm.rest import BitrixDirectory
-from gateway.run.config import Settings
+from gateway.run.config import ConfigError, Settings
 
 
 def source_directory(settings: Settings) -> Directory:
     """The uncached source: REST when a portal is configured, else the data file."""
     if settings.portal_url is None:
-        return DataFileDirectory(load_dataset(settings.directory), settings.region)
+        try:
+            data = load_dataset(settings.directory)
+        except DataFileError as err:
+            raise ConfigError(f"CALLGUARD_DIRECTORY: {err}") from None
+        return DataFileDirectory(data, settings.region)
     limits = Limits(rate_burst=settings.rate_burst, rate_per_second=settings.rate_per_second)
     client = BitrixClient(settings.portal_url, limits)
     return BitrixDirectory(
@@ -34,6 +39,10 @@ def source_directory(settings: Settings) -> Directory:
 
 
 def build_directory(settings: Settings, *, cache: BaseCache | None = None) -> CachedDirectory:
+    """The source behind the lookup cache; raises :class:`ConfigError` naming the variable.
+    ``cache`` overrides the backend the settings choose (tests give each run its namespace)."""
+    if cache is None and settings.cache_backend == "redis" and settings.redis_url is not None:
+        cache = redis_cache(settings.redis_url)
     return CachedDirectory(
         source_directory(settings),
         cache=cache,

@@ -1,8 +1,9 @@
 """CachedDirectory: a TTL cache in front of any directory, plus what aiocache lacks.
 
-- **Single-flight**: N concurrent lookups of one number run one inner lookup; the others wait for
-  it (``coalesced``). The inner lookup runs in its own task, so a caller that gives up (the
-  pipeline's deadline) does not cancel it: it still completes into the cache.
+- **Single-flight** (the gateway's only one): N concurrent lookups of one number run one inner
+  lookup; the others wait for it (``coalesced``). The inner lookup runs in its own task, so a
+  caller that gives up (the pipeline's deadline) does not cancel it: it still completes into the
+  cache. A failed inner lookup is logged once, here, however many calls shared it.
 - **Negative caching**: a number that matches nothing is cached too, for ``negative_ttl``. Values
   are stored encoded (JSON text): an empty Findings is never the ``None`` aiocache reads as a miss.
 - **A size bound**: at most ``max_size`` numbers, least recently used out first.
@@ -27,12 +28,14 @@ from aiocache import RedisCache, SimpleMemoryCache
 from aiocache.base import BaseCache
 from aiocache.serializers import StringSerializer
 
-from gateway.crm import Directory
+from gateway.crm import KINDS, Directory, DirectoryError
 from gateway.crm import metrics as m
+from gateway.crm.dataset import Dataset
+from gateway.crm.statusfield import RestAccess
 from rules.model import Company, Contact, Findings, Lead
+from rules.phones import masked
 
 log = logging.getLogger("callguard.directory")
-KINDS = ("lead", "contact", "company")
 
 
 class CachedDirectory:
@@ -68,8 +71,14 @@ class CachedDirectory:
     def _done(self, phone: str, task: asyncio.Task[Findings]) -> None:
         if self._inflight.get(phone) is task:
             del self._inflight[phone]
-        if not task.cancelled():
-            task.exception()  # retrieved here: nobody may be left waiting for it
+        if task.cancelled():
+            return
+        # Retrieved here, as nobody may be left waiting for it: one log line per failed lookup.
+        err = task.exception()
+        if isinstance(err, DirectoryError):
+            log.warning("lookup of %s failed, painting none: %s", masked(phone), err)
+        elif err is not None:
+            log.error("lookup of %s crashed, painting none", masked(phone), exc_info=err)
 
     async def _load(self, phone: str) -> Findings:
         raw = await self._get(_key(phone))
@@ -128,6 +137,24 @@ class CachedDirectory:
             await self.cache.delete(key)
         except Exception as err:
             log.warning("cache delete of %s failed: %s", key, err)
+
+    # -- what the source declares, and changes ----------------------------------------------
+    @property
+    def dataset(self) -> Dataset | None:
+        return self.inner.dataset
+
+    @property
+    def rest(self) -> RestAccess | None:
+        return self.inner.rest
+
+    async def changed(self, kind: str, entity_id: str, deleted: bool) -> set[str]:
+        """Drop every cached number the entity showed in (the index: its old numbers) and every
+        number it has now (a new phone may sit here as "nothing found"); returns them all."""
+        old = await self.invalidate_entity(kind, entity_id)
+        new = await self.inner.changed(kind, entity_id, deleted)
+        for phone in new - old:
+            await self.invalidate_phone(phone)
+        return old | new
 
     # -- invalidation ------------------------------------------------------------------------
     async def invalidate_phone(self, phone: str) -> None:

@@ -1,122 +1,13 @@
-"""The embedded directory: a JSON data file (design.md §3.3) held in memory.
+"""The embedded directory: a data file (:mod:`gateway.crm.dataset`) held in memory.
 
-Used by the demo, small teams and tests; the fake Bitrix24 portal reads the same format. Stored
-phones are kept as people typed them and matched through ``rules.normalize``.
+Used by the demo, small teams and tests. Stored phones are matched through ``rules.normalize``.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
-from typing import Any
-
-from gateway.crm import DirectoryError
+from gateway.crm.dataset import CompanyRec, ContactRec, Dataset, LeadRec, id_order, rec_order
 from rules.model import Company, Contact, Findings, Lead
 from rules.phones import DEFAULT_REGION, try_normalize
-
-SECTIONS = ("users", "departments", "companies", "contacts", "leads")
-
-
-class DataFileError(DirectoryError, ValueError):
-    """A data file that cannot be used; ``str(err)`` names the file and the path inside it."""
-
-
-@dataclass(slots=True)
-class UserRec:
-    id: str
-    name: str
-    departments: list[str] = field(default_factory=list)
-    admin: bool = False
-
-
-@dataclass(slots=True)
-class DepartmentRec:
-    id: str
-    name: str
-    parent: str | None = None
-    head: str | None = None
-
-
-@dataclass(slots=True)
-class CompanyRec:
-    id: str
-    title: str
-    assigned_by: str
-    status: str | None = None
-    phones: list[str] = field(default_factory=list)
-    contacts: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class ContactRec:
-    id: str
-    name: str
-    assigned_by: str
-    phones: list[str] = field(default_factory=list)
-    companies: list[str] = field(default_factory=list)
-
-
-@dataclass(slots=True)
-class LeadRec:
-    id: str
-    title: str
-    assigned_by: str
-    status: str | None = None
-    phones: list[str] = field(default_factory=list)
-    company: str | None = None
-    contact: str | None = None
-
-
-@dataclass(slots=True)
-class Dataset:
-    """The parsed data file: records by id (string ids, as Bitrix24 has them)."""
-
-    users: dict[str, UserRec] = field(default_factory=dict)
-    departments: dict[str, DepartmentRec] = field(default_factory=dict)
-    companies: dict[str, CompanyRec] = field(default_factory=dict)
-    contacts: dict[str, ContactRec] = field(default_factory=dict)
-    leads: dict[str, LeadRec] = field(default_factory=dict)
-    source: str = "<data>"
-
-    def user_name(self, user_id: str) -> str | None:
-        user = self.users.get(user_id)
-        return user.name if user else None
-
-    def contact_companies(self, contact_id: str) -> list[str]:
-        """Companies linked to a contact, from either side of the link."""
-        linked = set(self.contacts[contact_id].companies) if contact_id in self.contacts else set()
-        linked.update(c.id for c in self.companies.values() if contact_id in c.contacts)
-        return sorted((c for c in linked if c in self.companies), key=_id_order)
-
-    def unknown_statuses(self, codes: tuple[str, ...]) -> list[str]:
-        """Company ids whose status is not in ``codes`` (the rules file's list)."""
-        return [c.id for c in self.companies.values() if c.status and c.status not in codes]
-
-
-def demo_path() -> Path:
-    return Path(str(resources.files("gateway.crm").joinpath("demo.json")))
-
-
-def load_dataset(path: str | Path | None = None) -> Dataset:
-    """Read a data file; ``None`` reads the bundled demo data."""
-    file = Path(path) if path is not None else demo_path()
-    try:
-        raw = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataFileError(f"{file}: data file not found") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataFileError(f"{file}: cannot read data file ({err})") from None
-    try:
-        doc = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise DataFileError(f"{file}: not valid JSON: {err}") from None
-    return parse_dataset(doc, source=str(file))
-
-
-def parse_dataset(doc: Any, source: str = "<data>") -> Dataset:
-    return _Parser(source).dataset(doc)
 
 
 def findings_for(data: Dataset, phone: str, region: str = DEFAULT_REGION) -> Findings:
@@ -134,11 +25,11 @@ def findings_for(data: Dataset, phone: str, region: str = DEFAULT_REGION) -> Fin
     linked.update(x.company for x in leads if x.company and x.company in data.companies)
     return Findings(
         phone=phone,
-        leads=tuple(_lead(data, x) for x in sorted(leads, key=_rec_order)),
-        contacts=tuple(_contact(data, x) for x in sorted(contacts, key=_rec_order)),
-        companies=tuple(_company(data, x) for x in sorted(companies, key=_rec_order)),
+        leads=tuple(_lead(data, x) for x in sorted(leads, key=rec_order)),
+        contacts=tuple(_contact(data, x) for x in sorted(contacts, key=rec_order)),
+        companies=tuple(_company(data, x) for x in sorted(companies, key=rec_order)),
         linked_companies=tuple(
-            _company(data, data.companies[i]) for i in sorted(linked, key=_id_order)
+            _company(data, data.companies[i]) for i in sorted(linked, key=id_order)
         ),
     )
 
@@ -169,8 +60,22 @@ class DataFileDirectory:
     def find(self, phone: str) -> Findings:
         return self._index.get(phone) or Findings(phone=phone)
 
+    @property
+    def dataset(self) -> Dataset:
+        return self.data
+
+    @property
+    def rest(self) -> None:
+        return None
+
     async def lookup(self, phone: str) -> Findings:
         return self.find(phone)
+
+    async def changed(self, kind: str, entity_id: str, deleted: bool) -> set[str]:
+        """The data was edited in place (the demo's status panel): index it again and return the
+        entity's numbers as they are now."""
+        self.reindex()
+        return entity_phones(self.data, kind, entity_id, self.region)
 
     def health(self) -> dict[str, object]:
         return {"ok": True, "source": "datafile", "reason": None, "file": self.data.source}
@@ -211,167 +116,21 @@ def _company(data: Dataset, x: CompanyRec) -> Company:
     )
 
 
-def _id_order(value: str) -> tuple[int, str]:
-    return (int(value), value) if value.isdigit() else (1 << 62, value)
-
-
-def _rec_order(rec: LeadRec | ContactRec | CompanyRec) -> tuple[int, str]:
-    return _id_order(rec.id)
-
-
-class _Parser:
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, where: str, message: str) -> DataFileError:
-        return DataFileError(f"{self.source}: {where}: {message}")
-
-    def dataset(self, doc: Any) -> Dataset:
-        if not isinstance(doc, dict):
-            raise self.fail("top level", "must be a JSON object with " + ", ".join(SECTIONS))
-        for key in doc:
-            if key not in SECTIONS:
-                raise self.fail(key, f"unknown section (known: {', '.join(SECTIONS)})")
-        data = Dataset(source=self.source)
-        for section in SECTIONS:
-            items = doc.get(section, [])
-            if not isinstance(items, list):
-                raise self.fail(section, "must be a list")
-            target: dict[str, Any] = getattr(data, section)
-            for i, item in enumerate(items):
-                where = f"{section}[{i}]"
-                if not isinstance(item, dict):
-                    raise self.fail(where, "must be an object")
-                rec = getattr(self, section)(item, where)
-                if rec.id in target:
-                    raise self.fail(f"{where}.id", f"duplicate id {rec.id}")
-                target[rec.id] = rec
-        self.check_links(data)
-        return data
-
-    def keys(
-        self, item: dict[str, Any], where: str, required: set[str], optional: set[str]
-    ) -> None:
-        for key in item:
-            if key not in required | optional:
-                raise self.fail(f"{where}.{key}", "unknown key")
-        for key in sorted(required - set(item)):
-            raise self.fail(f"{where}.{key}", "missing")
-
-    def ident(self, value: Any, where: str, optional: bool = False) -> str | None:
-        if value is None and optional:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise self.fail(where, "must be an id (a number or a string of digits)")
-        text = str(value).strip()
-        if not text.isdigit() or text.startswith("0"):
-            raise self.fail(where, f"{value!r} is not a positive id")
-        return text
-
-    def req_id(self, item: dict[str, Any], key: str, where: str) -> str:
-        value = self.ident(item.get(key), f"{where}.{key}")
-        assert value is not None
-        return value
-
-    def opt_id(self, item: dict[str, Any], key: str, where: str) -> str | None:
-        return self.ident(item.get(key), f"{where}.{key}", optional=True)
-
-    def ids(self, item: dict[str, Any], key: str, where: str) -> list[str]:
-        value = item.get(key, [])
-        if not isinstance(value, list):
-            raise self.fail(f"{where}.{key}", "must be a list of ids")
-        return [self.req_id({"v": v}, "v", f"{where}.{key}[{i}]") for i, v in enumerate(value)]
-
-    def text(self, item: dict[str, Any], key: str, where: str) -> str:
-        value = item.get(key)
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(f"{where}.{key}", "must be a non-empty string")
-        return value
-
-    def opt_text(self, item: dict[str, Any], key: str, where: str) -> str | None:
-        value = item.get(key)
-        if value is None:
-            return None
-        return self.text(item, key, where)
-
-    def phones(self, item: dict[str, Any], where: str) -> list[str]:
-        value = item.get("phones", [])
-        if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
-            raise self.fail(f"{where}.phones", "must be a list of strings")
-        return list(value)
-
-    def users(self, item: dict[str, Any], where: str) -> UserRec:
-        self.keys(item, where, {"id", "name"}, {"departments", "admin"})
-        admin = item.get("admin", False)
-        if not isinstance(admin, bool):
-            raise self.fail(f"{where}.admin", "must be true or false")
-        return UserRec(
-            self.req_id(item, "id", where),
-            self.text(item, "name", where),
-            self.ids(item, "departments", where),
-            admin,
-        )
-
-    def departments(self, item: dict[str, Any], where: str) -> DepartmentRec:
-        self.keys(item, where, {"id", "name"}, {"parent", "head"})
-        return DepartmentRec(
-            self.req_id(item, "id", where),
-            self.text(item, "name", where),
-            self.opt_id(item, "parent", where),
-            self.opt_id(item, "head", where),
-        )
-
-    def companies(self, item: dict[str, Any], where: str) -> CompanyRec:
-        self.keys(item, where, {"id", "title", "assigned_by"}, {"status", "phones", "contacts"})
-        return CompanyRec(
-            self.req_id(item, "id", where),
-            self.text(item, "title", where),
-            self.req_id(item, "assigned_by", where),
-            self.opt_text(item, "status", where),
-            self.phones(item, where),
-            self.ids(item, "contacts", where),
-        )
-
-    def contacts(self, item: dict[str, Any], where: str) -> ContactRec:
-        self.keys(item, where, {"id", "name", "assigned_by"}, {"phones", "companies"})
-        return ContactRec(
-            self.req_id(item, "id", where),
-            self.text(item, "name", where),
-            self.req_id(item, "assigned_by", where),
-            self.phones(item, where),
-            self.ids(item, "companies", where),
-        )
-
-    def leads(self, item: dict[str, Any], where: str) -> LeadRec:
-        self.keys(
-            item, where, {"id", "title", "assigned_by"}, {"status", "phones", "company", "contact"}
-        )
-        return LeadRec(
-            self.req_id(item, "id", where),
-            self.text(item, "title", where),
-            self.req_id(item, "assigned_by", where),
-            self.opt_text(item, "status", where),
-            self.phones(item, where),
-            self.opt_id(item, "company", where),
-            self.opt_id(item, "contact", where),
-        )
-
-    def check_links(self, data: Dataset) -> None:
-        def need(section: dict[str, Any], ident: str | None, where: str, what: str) -> None:
-            if ident is not None and ident not in section:
-                raise self.fail(where, f"no {what} with id {ident}")
-
-        for i, c in enumerate(data.companies.values()):
-            for j, contact in enumerate(c.contacts):
-                need(data.contacts, contact, f"companies[{i}].contacts[{j}]", "contact")
-        for i, p in enumerate(data.contacts.values()):
-            for j, company in enumerate(p.companies):
-                need(data.companies, company, f"contacts[{i}].companies[{j}]", "company")
-        for i, lead in enumerate(data.leads.values()):
-            need(data.companies, lead.company, f"leads[{i}].company", "company")
-            need(data.contacts, lead.contact, f"leads[{i}].contact", "contact")
-        for i, d in enumerate(data.departments.values()):
-            need(data.departments, d.parent, f"departments[{i}].parent", "department")
-        for i, u in enumerate(data.users.values()):
-            for j, dep in enumerate(u.departments):
-                need(data.departments, dep, f"users[{i}].departments[{j}]", "department")
+def entity_phones(data: Dataset, kind: str, entity_id: str, region: str) -> set[str]:
+    """The phone keys whose lookups show this entity: its own numbers and, for a company, those
+    of its contacts and leads (they reach it through links)."""
+    raw: list[str] = []
+    if kind == "company" and entity_id in data.companies:
+        raw += data.companies[entity_id].phones
+        raw += [
+            p
+            for c in data.contacts.values()
+            if entity_id in data.contact_companies(c.id)
+            for p in c.phones
+        ]
+        raw += [p for lead in data.leads.values() if lead.company == entity_id for p in lead.phones]
+    elif kind == "contact" and entity_id in data.contacts:
+        raw += data.contacts[entity_id].phones
+    elif kind == "lead" and entity_id in data.leads:
+        raw += data.leads[entity_id].phones
+    return {key for p in raw if (key := try_normalize(p, region))}

@@ -15,7 +15,6 @@ normalises to the number (findbycomm's own normalisation is looser than ours).
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Iterable
 from typing import Any, TypeVar
@@ -24,12 +23,14 @@ import phonenumbers
 
 from gateway.crm.client import BatchAnswer, BitrixClient, BitrixError
 from gateway.crm.forms import encode_form
+from gateway.crm.statusfield import RestAccess, StatusField
 from gateway.run.config import DEFAULT_STATUS_FIELD
 from rules.model import Company, Contact, Findings, Lead
 from rules.phones import DEFAULT_REGION, try_normalize
 
-log = logging.getLogger("callguard.directory")
 T = TypeVar("T")
+# Refreshing after a CRM event runs in the background: it may wait longer than a live lookup.
+CHANGE_TIMEOUT = 10.0
 
 MAX_COMMANDS = 50
 FILL_IN_ROUNDS = 3
@@ -48,40 +49,48 @@ class BitrixDirectory:
         enum_ttl: float = 300.0,
     ) -> None:
         self.client = client
-        self.status_field = status_field
+        self.field = StatusField(status_field, enum_ttl)
         self.region = region
         self.deadline = deadline
-        self.enum_ttl = enum_ttl
-        self._enum: dict[str, str] | None = None  # list item ID -> XML_ID (the status code)
-        self._enum_at = 0.0
+
+    @property
+    def status_field(self) -> str:
+        return self.field.name
+
+    @property
+    def dataset(self) -> None:
+        return None
+
+    @property
+    def rest(self) -> RestAccess:
+        return RestAccess(self.client, self.field)
 
     async def lookup(self, phone: str) -> Findings:
-        deadline = time.monotonic() + self.deadline
+        # A failure is logged once, by the cache that shares this lookup between callers.
+        return await _Lookup(self, phone, time.monotonic() + self.deadline).run()
+
+    async def changed(self, kind: str, entity_id: str, deleted: bool) -> set[str]:
+        """The phone keys the entity has now (none if it is gone). The numbers it had are the
+        cache's to know (its entity index): the portal no longer says."""
+        if deleted:
+            return set()
         try:
-            return await _Lookup(self, phone, deadline).run()
+            row = await self.client.call(
+                f"crm.{kind}.get", {"id": entity_id}, deadline=time.monotonic() + CHANGE_TIMEOUT
+            )
         except BitrixError as err:
-            # The one log line of a failed lookup; the text is already masked.
-            log.warning("lookup of %s failed: %s", phone, err)
+            if err.status == 400 and err.description == "Not found":
+                return set()
             raise
+        result = row.result if isinstance(row.result, dict) else {}
+        values = [p.get("VALUE") for p in result.get("PHONE") or [] if isinstance(p, dict)]
+        return {k for v in values if isinstance(v, str) and (k := try_normalize(v, self.region))}
 
     def health(self) -> dict[str, object]:
         return self.client.health()
 
     async def close(self) -> None:
         await self.client.close()
-
-    def enum_map(self) -> dict[str, str] | None:
-        if self._enum is not None and time.monotonic() - self._enum_at < self.enum_ttl:
-            return self._enum
-        return None
-
-    def remember_enum(self, fields: Any) -> None:
-        items: dict[str, str] = {}
-        for field in fields if isinstance(fields, list) else []:
-            if isinstance(field, dict) and field.get("FIELD_NAME") == self.status_field:
-                for item in field.get("LIST") or []:
-                    items[str(item["ID"])] = str(item.get("XML_ID") or "")
-        self._enum, self._enum_at = items, time.monotonic()
 
     def spellings(self, phone: str) -> list[str]:
         """What findbycomm must be asked so that every stored spelling matches: the E.164 form,
@@ -147,10 +156,8 @@ class _Lookup:
         ):
             if ids[kind]:
                 cmd[key] = _list(kind, ids[kind], fields)
-        if self.o.enum_map() is None:
-            cmd["E"] = "crm.company.userfield.list?" + encode_form(
-                {"filter": {"FIELD_NAME": self.o.status_field}}
-            )
+        if self.o.field.codes() is None:
+            cmd["E"] = self.o.field.command()
         for contact in ids["contact"]:
             cmd[f"cc_{contact}"] = f"crm.contact.company.items.get?id={contact}"
         # Linked companies through references: a contact's first two companies, each lead's
@@ -180,12 +187,10 @@ class _Lookup:
         if missing:
             company_fields = ["ID", "TITLE", "ASSIGNED_BY_ID", self.o.status_field, "PHONE"]
             cmd["X"] = _list("company", missing, company_fields)
-        enum = self.o.enum_map()
+        enum = self.o.field.codes()
         # A status item the cached map does not know (added since) is settled by one refresh.
         if enum is None or (not self.enum_fresh and self._status_items() - set(enum)):
-            cmd["E"] = "crm.company.userfield.list?" + encode_form(
-                {"filter": {"FIELD_NAME": self.o.status_field}}
-            )
+            cmd["E"] = self.o.field.command()
         for user in sorted(self._needed_users() - set(self.users), key=int)[: MAX_COMMANDS - 2]:
             cmd[f"u{user}"] = f"user.get?ID={user}"
         return cmd
@@ -205,7 +210,7 @@ class _Lookup:
             if str(row["ID"]) in linked:  # the reference quirk guard
                 self.rows["company"].setdefault(str(row["ID"]), row)
         if "E" in res:
-            self.o.remember_enum(res["E"])
+            self.o.field.remember(res["E"])
             self.enum_fresh = True
         for key, value in res.items():
             if key.startswith("u") and not key.startswith("cc_"):
@@ -281,7 +286,7 @@ class _Lookup:
     def _company(self, r: dict[str, Any]) -> Company:
         who = str(r["ASSIGNED_BY_ID"])
         item = _ref(r.get(self.o.status_field))
-        status = (self.o.enum_map() or {}).get(item) if item else None
+        status = (self.o.field.codes() or {}).get(item) if item else None
         return Company(
             id=str(r["ID"]),
             title=str(r.get("TITLE") or ""),

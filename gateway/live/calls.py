@@ -7,25 +7,30 @@ the user starts more than ``MAX_CALLS_PER_USER`` calls (the oldest is ended); en
 With several processes (``peers``, the Redis fanout) those include calls painted by another
 process, and ``ended`` for such a call clears it everywhere; a peer's clear ends ours (``forget``).
 
-Fail open: the lookup runs shielded under ``lookup_deadline``. A late CRM gives colour ``none``
-with :data:`LATE_REASON` while the lookup carries on (into the cache); a failing CRM gives
-``none`` with :data:`FAILED_REASON` and one log line per failed lookup. No error reaches a tab.
+Fail open: the lookup runs under ``lookup_deadline``. A late CRM gives colour ``none`` with
+:data:`LATE_REASON`; a failing CRM gives ``none`` with :data:`FAILED_REASON`. No error reaches a
+tab. Concurrent lookups of one number share one, the cache's
+(:class:`gateway.crm.cache.CachedDirectory`): it runs the lookup in a task of its own, so one that
+outlives the deadline carries on into the cache, and it logs each failed lookup once.
+
+A phone is normalised once per call, where the call enters (:meth:`Calls.event`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from gateway.crm import Directory, DirectoryError
+from gateway.crm import Directory
 from gateway.live import wire
 from gateway.run.metrics import Metrics
 from rules.decide import decide, none_decision
-from rules.model import Decision, Findings
+from rules.model import Decision
 from rules.phones import normalize
 from rules.policy import Policy
 
@@ -97,7 +102,6 @@ class Calls:
         self.lookup_deadline = lookup_deadline
         self.call_timeout = call_timeout
         self._calls: dict[str, dict[str, _Call]] = {}
-        self._lookups: dict[str, asyncio.Task[Findings]] = {}
         self._tasks: set[asyncio.Task[object]] = set()
         self.last_event = (
             0.0  # time.monotonic() of the latest call event (the GC policy waits for quiet)
@@ -109,9 +113,25 @@ class Calls:
         """The phone's E.164 key; raises :class:`rules.InvalidPhone` for anything else."""
         return normalize(phone, self.region)
 
-    def prewarm(self, phone: str) -> None:
-        """Start the lookup for ``phone`` now (a portal saw the call begin) without waiting."""
-        self._lookup(self.normalize(phone))
+    def event(
+        self,
+        user_id: str,
+        call_id: str,
+        phone: str,
+        direction: wire.Direction = "in",
+        source: str = "api",
+    ) -> CallEvent:
+        """A call as it enters: its phone normalised (raises :class:`rules.InvalidPhone`)."""
+        return CallEvent(
+            user_id, call_id, self.normalize(phone), direction, source, time.perf_counter()
+        )
+
+    def prewarm(self, phone: str) -> str:
+        """Start the lookup of ``phone`` now, without waiting (the portal saw the call begin and
+        the user's call follows); its key, for the call. Raises :class:`rules.InvalidPhone`."""
+        key = self.normalize(phone)
+        self._track(self._prewarm(key))
+        return key
 
     async def start_call(
         self,
@@ -128,26 +148,8 @@ class Calls:
         With ``only_if_unpainted`` a call already known with the same number keeps its paint
         (several tabs and the portal all report the same ring).
         """
-        event = CallEvent(
-            user_id, call_id, self.normalize(phone), direction, source, time.perf_counter()
-        )
-        user_calls = self._calls.setdefault(user_id, {})
-        call = user_calls.get(call_id)
-        if call is not None and only_if_unpainted and call.event.phone == event.phone:
-            return call.paint
-        self.metrics.calls.labels(source).inc()
-        self.last_event = time.monotonic()
-        if call is None:
-            while len(user_calls) >= MAX_CALLS_PER_USER:
-                await self.end_call(user_id, next(iter(user_calls)))
-            call = user_calls[call_id] = _Call(event)
-            call.timer = asyncio.get_running_loop().call_later(
-                self.call_timeout, self._expire, user_id, call_id, call
-            )
-        else:
-            call.event = event
-            call.generation += 1
-        return await self._paint(call, call.generation)
+        event = self.event(user_id, call_id, phone, direction, source)
+        return await self.begin(event, only_if_unpainted=only_if_unpainted)
 
     def submit(
         self,
@@ -161,17 +163,29 @@ class Calls:
     ) -> None:
         """``start_call`` in the background, for callers that must not wait up to the deadline
         (a tab's receive loop). An invalid phone still raises here, at once."""
-        self.normalize(phone)
-        self._track(
-            self.start_call(
-                user_id,
-                call_id,
-                phone,
-                direction,
-                only_if_unpainted=only_if_unpainted,
-                source=source,
+        event = self.event(user_id, call_id, phone, direction, source)
+        self._track(self.begin(event, only_if_unpainted=only_if_unpainted))
+
+    async def begin(self, event: CallEvent, *, only_if_unpainted: bool = False) -> Paint | None:
+        """:meth:`start_call` for an event already made (its phone already normalised)."""
+        user_id, call_id = event.user_id, event.call_id
+        user_calls = self._calls.setdefault(user_id, {})
+        call = user_calls.get(call_id)
+        if call is not None and only_if_unpainted and call.event.phone == event.phone:
+            return call.paint
+        self.metrics.calls.labels(event.source).inc()
+        self.last_event = time.monotonic()
+        if call is None:
+            while len(user_calls) >= MAX_CALLS_PER_USER:
+                await self.end_call(user_id, next(iter(user_calls)))
+            call = user_calls[call_id] = _Call(event)
+            call.timer = asyncio.get_running_loop().call_later(
+                self.call_timeout, self._expire, user_id, call_id, call
             )
-        )
+        else:
+            call.event = event
+            call.generation += 1
+        return await self._paint(call, call.generation)
 
     async def end_call(self, user_id: str, call_id: str) -> bool:
         """End a call and clear it on the user's tabs; False when it was not known."""
@@ -232,13 +246,18 @@ class Calls:
     def active(self) -> int:
         return sum(len(c) for c in self._calls.values())
 
+    async def idle(self) -> None:
+        """Wait until the calls and pre-warms started in the background are done (tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def close(self) -> None:
         for user_calls in self._calls.values():
             for call in user_calls.values():
                 if call.timer is not None:
                     call.timer.cancel()
         self._calls.clear()
-        pending = [*self._lookups.values(), *self._tasks]
+        pending = list(self._tasks)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
@@ -261,47 +280,24 @@ class Calls:
         return paint
 
     async def _decide(self, event: CallEvent) -> Decision:
-        task = self._lookup(event.phone)
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self.lookup_deadline):
-                findings = await asyncio.shield(task)
+                findings = await self.directory.lookup(event.phone)
         except TimeoutError:
             self.metrics.lookups.labels("late").inc()
             return none_decision(LATE_REASON)
-        except Exception:  # logged once per lookup by _finished
+        except Exception:  # the cache logs each failed lookup once
+            self.metrics.lookups.labels("error").inc()
             return none_decision(FAILED_REASON)
-        return decide(findings, event.user_id, self.policy)
-
-    def _lookup(self, phone: str) -> asyncio.Task[Findings]:
-        """The in-flight lookup for ``phone``, started if there is none (callers share it)."""
-        task = self._lookups.get(phone)
-        if task is None:
-            task = asyncio.get_running_loop().create_task(self._timed_lookup(phone))
-            self._lookups[phone] = task
-            task.add_done_callback(lambda t: self._finished(phone, t))
-        return task
-
-    async def _timed_lookup(self, phone: str) -> Findings:
-        started = time.perf_counter()
-        try:
-            return await self.directory.lookup(phone)
         finally:
             self.metrics.lookup_seconds.observe(time.perf_counter() - started)
+        self.metrics.lookups.labels("ok").inc()
+        return decide(findings, event.user_id, self.policy)
 
-    def _finished(self, phone: str, task: asyncio.Task[Findings]) -> None:
-        if self._lookups.get(phone) is task:
-            del self._lookups[phone]
-        if task.cancelled():
-            return
-        err = task.exception()
-        if err is None:
-            self.metrics.lookups.labels("ok").inc()
-        elif isinstance(err, DirectoryError):
-            self.metrics.lookups.labels("error").inc()
-            log.warning("lookup of %s failed, painting none: %s", _masked(phone), err)
-        else:
-            self.metrics.lookups.labels("error").inc()
-            log.error("lookup of %s crashed, painting none", _masked(phone), exc_info=err)
+    async def _prewarm(self, key: str) -> None:
+        with contextlib.suppress(Exception):  # the cache logs a failed lookup; no call waits
+            await self.directory.lookup(key)
 
     def _expire(self, user_id: str, call_id: str, call: _Call) -> None:
         if self._calls.get(user_id, {}).get(call_id) is not call:
@@ -313,8 +309,3 @@ class Calls:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _masked(phone: str) -> str:
-    """A phone for logs: enough to correlate, not the whole number."""
-    return phone[:-4] + "****" if len(phone) > 6 else "****"

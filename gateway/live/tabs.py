@@ -32,6 +32,8 @@ CLOSE_TOKEN = 4401
 CLOSE_ABUSE = 1008
 CLOSE_SLOW = 1013
 CLOSE_GOING_AWAY = 1001
+# Calls a tab remembers having been painted (for ``applied``): more than any popup shows at once.
+MAX_PAINTED = 64
 
 DEFAULT_QUEUE_BYTES = 256 * 1024  # CALLGUARD_TAB_QUEUE_BYTES
 DEFAULT_CALL_RATE = 10.0  # CALLGUARD_TAB_CALL_RATE: ``call`` frames per second per tab
@@ -135,6 +137,7 @@ class Tab:
 
     __slots__ = (
         "_closer",
+        "_painted",
         "_sender",
         "call_rate",
         "conduct",
@@ -157,8 +160,12 @@ class Tab:
         self.rate_logged = False
         self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        # call id -> frames pushed for it and not yet acknowledged by an ``applied`` (bounded)
+        self._painted: dict[str, int] | None = None
 
     def push(self, key: str | None, frame: str, size: int | None = None) -> None:
+        if key is not None:
+            self._note_painted(key)
         result = self.outbox.put(key, frame, size)
         if result is Put.OVERFLOW:
             log.info("closing a tab of user %s whose queue is full (1013)", self.user_id)
@@ -181,6 +188,26 @@ class Tab:
                 self.registry.call_rate,
             )
         return False
+
+    def _note_painted(self, call_id: str) -> None:
+        painted = self._painted
+        if painted is None:
+            painted = self._painted = {}
+        painted[call_id] = painted.pop(call_id, 0) + 1
+        if len(painted) > MAX_PAINTED:
+            del painted[next(iter(painted))]
+
+    def take_painted(self, call_id: str) -> bool:
+        """An ``applied`` for ``call_id`` counts only once per frame this tab was sent for it."""
+        painted = self._painted
+        left = painted.get(call_id, 0) if painted is not None else 0
+        if left <= 0 or painted is None:
+            return False
+        if left == 1:
+            del painted[call_id]
+        else:
+            painted[call_id] = left - 1
+        return True
 
     def strike(self) -> bool:
         """Count one bad frame from this tab; True (and the tab closes 1008) on abuse."""

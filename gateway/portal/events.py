@@ -15,20 +15,17 @@ Exceptions::
 from __future__ import annotations
 
 import hmac
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import parse_qsl
+
+from gateway.crm import forms
+from gateway.crm.forms import Form
+from gateway.userid import is_user_id, user_id
 
 MAX_BODY = 64 * 1024  # real event bodies are well under 2 kB
 MAX_FIELDS = 200
 MAX_DEPTH = 8
 
-# name, then any number of [segment]; a segment may be empty (PHP's "append": a[]=1&a[]=2).
-_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
-_SEGMENT = re.compile(r"\[([^\[\]]*)\]")
-
-Form = dict[str, Any]
 EntityKind = Literal["company", "contact", "lead"]
 Action = Literal["add", "update", "delete"]
 
@@ -92,68 +89,16 @@ HANDLED_EVENTS = (*CALL_EVENTS, *CRM_EVENTS)
 
 
 def parse_form(body: bytes) -> Form:
-    """``a[b][c]=1&a[b][d]=2`` -> ``{"a": {"b": {"c": "1", "d": "2"}}}``; ``a[]=`` appends.
-
-    Bounded: at most :data:`MAX_BODY` bytes, :data:`MAX_FIELDS` fields, :data:`MAX_DEPTH` levels.
-    A key used both as a value and as a container is malformed, as is a repeated plain key (PHP
-    would keep the last one silently; a real event never repeats one, so we refuse to guess).
-    """
+    """The event's form (:func:`gateway.crm.forms.parse_form`), bounded: at most
+    :data:`MAX_BODY` bytes, :data:`MAX_FIELDS` fields, :data:`MAX_DEPTH` levels."""
     if len(body) > MAX_BODY:
         raise MalformedBody(f"body too large ({len(body)} bytes, at most {MAX_BODY})")
     try:
-        text = body.decode("utf-8")
-        pairs = parse_qsl(
-            text,
-            keep_blank_values=True,
-            strict_parsing=bool(text),
-            encoding="utf-8",
-            errors="strict",
-            max_num_fields=MAX_FIELDS,
-        )
+        return forms.parse_form(body.decode("utf-8"), max_fields=MAX_FIELDS, max_depth=MAX_DEPTH)
     except UnicodeDecodeError:
         raise MalformedBody("body is not URL-encoded UTF-8") from None
-    except ValueError as err:
-        raise MalformedBody(f"body is not a form: {err}") from None
-    form: Form = {}
-    for key, value in pairs:
-        _put(form, _path(key), value, key)
-    return form
-
-
-def _path(key: str) -> list[str]:
-    match = _KEY.match(key)
-    if match is None:
-        raise MalformedBody(f"bad form key {key!r}")
-    path = [match.group(1), *_SEGMENT.findall(match.group(2))]
-    if len(path) > MAX_DEPTH:
-        raise MalformedBody(f"form key {key!r} is nested deeper than {MAX_DEPTH} levels")
-    return path
-
-
-def _put(form: Form, path: list[str], value: str, key: str) -> None:
-    # The container for each segment is chosen by the segment after it ("" -> list), so a list
-    # is only ever reached through an empty segment and a dict through a named one.
-    node: Any = form
-    for i, segment in enumerate(path):
-        last = i == len(path) - 1
-        if isinstance(node, list):
-            if last:
-                node.append(value)
-                return
-            child: Any = [] if path[i + 1] == "" else {}
-            node.append(child)
-            node = child
-            continue
-        if last:
-            if segment in node:
-                raise MalformedBody(f"form key {key!r} is given twice")
-            node[segment] = value
-            return
-        want_list = path[i + 1] == ""
-        child = node.setdefault(segment, [] if want_list else {})
-        if isinstance(child, str) or isinstance(child, list) != want_list:
-            raise MalformedBody(f"form key {key!r} conflicts with an earlier key")
-        node = child
+    except forms.FormError as err:
+        raise MalformedBody(str(err)) from None
 
 
 def check_token(form: Form, expected: str) -> None:
@@ -219,6 +164,8 @@ def _present(data: Form, key: str) -> bool:
 
 
 def _ident(value: Any, name: str, key: str) -> str:
-    if not isinstance(value, str) or not value.strip().isdigit():
-        raise MalformedBody(f"{name}: data[{key}] must be a numeric id, got {value!r}")
-    return value.strip()
+    # User and CRM entity ids are both Bitrix24 ids from 1: one rule (gateway/userid.py), so
+    # "08" or "٨" never names a second user or company. A form field is always text.
+    if not isinstance(value, str) or not is_user_id(value):
+        raise MalformedBody(f"{name}: data[{key}] must be a numeric id, got {value!r}"[:200])
+    return user_id(value)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -28,13 +29,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.crm import DirectoryError
-from gateway.live.calls import Calls
+from gateway.live.calls import CallEvent, Calls
 from gateway.live.wire import Direction
 from gateway.portal import events
 from gateway.portal.events import CallEnd, CallInit, CallStart, CrmChange, PortalEvent, Unknown
 from gateway.portal.queues import WorkQueue
 from gateway.portal.statuses import Outcome, StatusGuard
-from gateway.web.http import failure, json_response
+from gateway.web.responses import failure, json_response
 from rules.phones import InvalidPhone
 
 log = logging.getLogger("callguard.webhooks")
@@ -49,7 +50,7 @@ Refresh = Callable[[str, str, bool], Awaitable[set[str]]]
 
 @dataclass(slots=True)
 class _Ring:
-    phone: str | None = None
+    phone: str | None = None  # the E.164 key, normalised once at CALLINIT
     direction: str = "in"
     waiting_user: str | None = None  # a CALLSTART that came before its CALLINIT
     ended: bool = False
@@ -95,7 +96,7 @@ class PortalMetrics:
         )
 
 
-class Portal:
+class EventIntake:
     """The portal's events, wired to the call pipeline, the lookup cache and the status guard."""
 
     def __init__(
@@ -237,13 +238,12 @@ class Portal:
 
     async def _call_init(self, event: CallInit) -> None:
         try:
-            self.calls.normalize(event.phone)
+            key = self.calls.prewarm(event.phone)
         except InvalidPhone as err:
             log.info("call %s: not pre-warming: %s", event.call_id, err)
             return
         ring = self.memory.ring(event.call_id)
-        ring.phone, ring.direction = event.phone, event.direction
-        self.calls.prewarm(event.phone)
+        ring.phone, ring.direction = key, event.direction
         if ring.waiting_user is not None and not ring.ended:
             user, ring.waiting_user = ring.waiting_user, None
             self._paint(user, event.call_id, ring)
@@ -252,10 +252,10 @@ class Portal:
         """Start painting the call and return: the worker does not wait for the CRM."""
         assert ring.phone is not None
         direction: Direction = "out" if ring.direction == "out" else "in"
+        # ring.phone is the key CallInit normalised: the call is not normalised again.
+        event = CallEvent(user_id, call_id, ring.phone, direction, "portal", time.perf_counter())
         task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
-            self.calls.start_call(
-                user_id, call_id, ring.phone, direction, only_if_unpainted=True, source="portal"
-            )
+            self.calls.begin(event, only_if_unpainted=True)
         )
         self._painting.setdefault(call_id, set()).add(task)
         task.add_done_callback(lambda done: self._painted(call_id, done))

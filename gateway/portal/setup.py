@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.crm.client import BitrixClient, BitrixError
+from gateway.crm.statusfield import StatusField
 from gateway.portal.approved import ApprovedStore, open_store
 from gateway.portal.events import HANDLED_EVENTS
-from gateway.portal.status_rest import RestStatusPortal
 from gateway.run.config import Settings, mask_url
 from rules.policy import Policy
 
@@ -61,7 +61,9 @@ class Setup:
     async def seed(self, store: ApprovedStore) -> tuple[int, int]:
         """Record every company's current status as approved unless one is recorded already, so
         that the first change after the install is judged too; (recorded, companies seen)."""
-        codes = await RestStatusPortal(self.client, self.field_name).items()
+        codes = await StatusField(self.field_name).load(
+            self.client, time.monotonic() + CALL_TIMEOUT
+        )
         recorded = seen = 0
         start: int | None = 0
         while start is not None:

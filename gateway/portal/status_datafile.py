@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.crm.datafile import Dataset
+from gateway.crm.dataset import Dataset
 from gateway.portal.statuses import CompanyState, Department, Outcome, StatusGuard
 
 MAX_NOTIFICATIONS = 100

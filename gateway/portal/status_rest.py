@@ -1,8 +1,8 @@
 """The status lifecycle's view of a real portal, through the Bitrix24 REST client.
 
 The status is an enumeration user field (``CALLGUARD_STATUS_FIELD``): a company holds a list item
-ID, and the item's ``XML_ID`` is the status code (reference §4.2). The item list is read once and
-read again when a company holds an ID it does not know (someone added an item by hand).
+ID, and the item's ``XML_ID`` is the status code (reference §4.2). The item list is the REST
+directory's :class:`gateway.crm.statusfield.StatusField`, shared with lookups.
 """
 
 from __future__ import annotations
@@ -12,44 +12,30 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gateway.crm.client import BitrixClient, BitrixError
+from gateway.crm.statusfield import StatusField
 from gateway.portal.statuses import CompanyState, Department
-from rules.phones import try_normalize
 
 # The guard runs in the background: a REST call may take a while without holding up a call popup.
 CALL_TIMEOUT = 10.0
 
 
-class StatusFieldMissing(BitrixError):
-    """The portal has no status field: run ``callguard setup-portal``."""
-
-
 class RestStatusPortal:
-    def __init__(self, client: BitrixClient, field: str, timeout: float = CALL_TIMEOUT) -> None:
+    def __init__(
+        self, client: BitrixClient, field: StatusField, timeout: float = CALL_TIMEOUT
+    ) -> None:
         self.client = client
         self.field = field
         self.timeout = timeout
-        self._codes: dict[str, str] | None = None  # list item ID -> XML_ID
 
     async def call(self, method: str, params: Mapping[str, Any]) -> Any:
         answer = await self.client.call(method, params, deadline=time.monotonic() + self.timeout)
         return answer.result
 
     async def items(self, refresh: bool = False) -> dict[str, str]:
-        if self._codes is None or refresh:
-            rows = await self.call(
-                "crm.company.userfield.list", {"filter": {"FIELD_NAME": self.field}}
-            )
-            field = next((r for r in rows or [] if r.get("FIELD_NAME") == self.field), None)
-            if field is None:
-                raise StatusFieldMissing(
-                    "crm.company.userfield.list",
-                    "",
-                    f"no company field {self.field}: run callguard setup-portal",
-                )
-            self._codes = {
-                str(i["ID"]): str(i.get("XML_ID") or "") for i in field.get("LIST") or []
-            }
-        return self._codes
+        codes = None if refresh else self.field.codes()
+        if codes is None:
+            codes = await self.field.load(self.client, time.monotonic() + self.timeout)
+        return codes
 
     async def company(self, company_id: str) -> CompanyState | None:
         try:
@@ -62,7 +48,7 @@ class RestStatusPortal:
             id=str(row["ID"]),
             title=str(row.get("TITLE") or ""),
             assigned_by=str(row.get("ASSIGNED_BY_ID") or ""),
-            status=await self._code(row.get(self.field)),
+            status=await self._code(row.get(self.field.name)),
             modified_by=_ident(row.get("MODIFY_BY_ID")),
         )
 
@@ -85,7 +71,7 @@ class RestStatusPortal:
             if status not in ids:
                 ids = {c: i for i, c in (await self.items(refresh=True)).items() if c}
             item = ids[status]
-        await self.call("crm.company.update", {"id": company_id, "fields": {self.field: item}})
+        await self.call("crm.company.update", {"id": company_id, "fields": {self.field.name: item}})
 
     async def user_departments(self, user_id: str) -> tuple[str, ...]:
         rows = await self.call("user.get", {"ID": user_id})
@@ -108,17 +94,6 @@ class RestStatusPortal:
             return None
         name = " ".join(str(rows[0].get(k) or "").strip() for k in ("NAME", "LAST_NAME"))
         return name.strip() or None
-
-    async def entity_phones(self, kind: str, entity_id: str, region: str) -> set[str]:
-        """The phone keys a lead, contact or company has now (none if it is gone)."""
-        try:
-            row = await self.call(f"crm.{kind}.get", {"id": entity_id})
-        except BitrixError as err:
-            if err.status == 400 and err.description == "Not found":
-                return set()
-            raise
-        values = [p.get("VALUE") for p in row.get("PHONE") or [] if isinstance(p, dict)]
-        return {key for v in values if isinstance(v, str) and (key := try_normalize(v, region))}
 
     async def notify(self, user_id: str, message: str) -> None:
         await self.call("im.notify.system.add", {"USER_ID": user_id, "MESSAGE": message})

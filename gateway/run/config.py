@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gateway.userid import InvalidUserId, user_id
 from rules.phones import DEFAULT_REGION, check_region
 
 PREFIX = "CALLGUARD_"
@@ -52,11 +53,16 @@ class Settings:
     shutdown_drain: float = 5.0
     heartbeat: float = 20.0
     max_frame: int = 4096
+    token_leeway: float = 60.0
+    token_max_ttl: float = 86_400.0
     public_url: str | None = None
     log_level: str = "info"
+    log_format: str = "text"
+    # None: the default (the portal's origin and PUBLIC_URL's); see gateway/web/origins.py.
+    allowed_origins: tuple[str, ...] | None = None
     insecure_dev: bool = field(default=False)
     demo: bool = field(default=False)
-    # Settings that still start but say what to use instead; the launcher prints them.
+    # Settings that still start but say what to use instead; the launcher logs them.
     warnings: tuple[str, ...] = ()
 
     @classmethod
@@ -121,6 +127,29 @@ class _Reader:
             raise self.fail(name, f"no such file: {value}")
         return file
 
+    def origins(self, name: str) -> tuple[str, ...] | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        out: list[str] = []
+        for item in (i.strip() for i in value.split(",")):
+            parts = urlsplit(item)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.username is not None
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+            ):
+                raise self.fail(
+                    name,
+                    "must be comma-separated origins like https://portal.example "
+                    f"(scheme, host, optional port; no path), got {item!r}",
+                )
+            out.append(f"{parts.scheme}://{parts.netloc.lower()}")
+        return tuple(out)
+
     def settings(self, insecure_dev: bool) -> Settings:
         secret = self.raw("SECRET")
         if secret is None:
@@ -163,16 +192,20 @@ class _Reader:
         if cache_backend == "redis" and redis_url is None:
             raise self.fail("CACHE", "'redis' needs CALLGUARD_REDIS_URL to be set")
         admins_raw = self.raw("ADMINS") or ""
-        admins = tuple(a.strip() for a in admins_raw.split(",") if a.strip())
-        if not all(a.isdigit() for a in admins):
-            raise self.fail("ADMINS", f"must be comma-separated user ids, got {admins_raw!r}")
+        try:
+            admins = tuple(user_id(a) for a in admins_raw.split(",") if a.strip())
+        except InvalidUserId as err:
+            raise self.fail("ADMINS", f"must be comma-separated user ids: {err}") from None
         level = (self.raw("LOG_LEVEL") or "info").lower()
         if level not in ("debug", "info", "warning", "error"):
             raise self.fail("LOG_LEVEL", f"must be debug, info, warning or error, got {level!r}")
+        log_format = (self.raw("LOG_FORMAT") or "text").lower()
+        if log_format not in ("text", "json"):
+            raise self.fail("LOG_FORMAT", f"must be text or json, got {log_format!r}")
         warnings: list[str] = []
         if self.raw("TAB_QUEUE") is not None:
             warnings.append(
-                f"WARNING: {PREFIX}TAB_QUEUE is deprecated and ignored: a tab's queue is bounded "
+                f"{PREFIX}TAB_QUEUE is deprecated and ignored: a tab's queue is bounded "
                 f"in bytes now; set {PREFIX}TAB_QUEUE_BYTES (default 262144) instead."
             )
         return Settings(
@@ -202,15 +235,24 @@ class _Reader:
             shutdown_drain=self.number("SHUTDOWN_DRAIN", 5.0, 0.0, 60.0),
             heartbeat=self.number("HEARTBEAT", 20.0, 0.05, 3600.0),
             max_frame=self.integer("MAX_FRAME", 4096, 256, 1_048_576),
+            token_leeway=self.number("TOKEN_LEEWAY", 60.0, 0.0, 600.0),
+            token_max_ttl=self.number("TOKEN_MAX_TTL", 86_400.0, 60.0, 30 * 86_400.0),
             public_url=self.url("PUBLIC_URL", ("http", "https")),
             log_level=level,
+            log_format=log_format,
+            allowed_origins=self.origins("ALLOWED_ORIGINS"),
             insecure_dev=insecure_dev and self.raw("SECRET") is None,
             warnings=tuple(warnings),
         )
 
 
 def mask_url(url: str) -> str:
-    """Hide a Bitrix24 webhook code: ``https://p/rest/1/abc123/`` -> ``https://p/rest/1/***/``."""
+    """Hide a Bitrix24 webhook code: ``https://p/rest/1/abc123/`` -> ``https://p/rest/1/***/``.
+    A URL with credentials (``user:password@``, any ``@``) is masked whole but for its scheme:
+    a password may hold ``/`` or ``:``, so where it ends is anyone's guess."""
+    if "@" in url:
+        scheme, sep, _ = url.partition("://")
+        return f"{scheme}://***" if sep and scheme.isalnum() else "***"
     parts = url.split("/")
     for i, part in enumerate(parts[:-1]):
         if part == "rest" and i + 2 < len(parts) and parts[i + 1].isdigit():

@@ -1,6 +1,6 @@
 """The object graph of one running gateway: built once from Settings, reached by every endpoint.
 
-``build_directory`` is the one place that chooses where CRM data comes from.
+Where CRM data comes from is chosen in one place, :func:`gateway.crm.build.build_directory`.
 """
 
 from __future__ import annotations
@@ -10,34 +10,16 @@ from dataclasses import dataclass, field
 
 from gateway import __version__
 from gateway.crm import Directory
-from gateway.crm import build as sources
-from gateway.crm.cache import CachedDirectory, redis_cache
-from gateway.crm.datafile import DataFileDirectory, DataFileError, Dataset
+from gateway.crm.build import build_directory
+from gateway.crm.dataset import Dataset
 from gateway.live.calls import Calls
 from gateway.live.fanout import Fanout, LocalFanout, RedisFanout
+from gateway.live.renewals import Renewals
 from gateway.live.tabs import Tabs
 from gateway.run.config import ConfigError, Settings
 from gateway.run.metrics import Metrics
 from gateway.run.probes import GcProbe, LagProbe
 from rules.policy import Policy, PolicyError, load_policy
-
-
-def build_directory(settings: Settings) -> Directory:
-    """Where CRM data comes from: Bitrix24 REST when ``CALLGUARD_PORTAL_URL`` is set, else the
-    data file; either way behind the lookup cache (in Redis when ``CALLGUARD_CACHE=redis``)."""
-    cache = None
-    if settings.cache_backend == "redis" and settings.redis_url is not None:
-        cache = redis_cache(settings.redis_url)
-    try:
-        return sources.build_directory(settings, cache=cache)
-    except DataFileError as err:
-        raise ConfigError(f"CALLGUARD_DIRECTORY: {err}") from None
-
-
-def data_file_of(directory: Directory) -> DataFileDirectory | None:
-    """The data-file directory behind ``directory`` (possibly behind the cache), if any."""
-    source = directory.inner if isinstance(directory, CachedDirectory) else directory
-    return source if isinstance(source, DataFileDirectory) else None
 
 
 def load_rules(settings: Settings) -> Policy:
@@ -49,14 +31,14 @@ def load_rules(settings: Settings) -> Policy:
 
 def check_statuses(directory: Directory, policy: Policy) -> None:
     """A data file's company statuses must all be codes of the rules file."""
-    source = data_file_of(directory)
-    if source is None:
+    data = directory.dataset
+    if data is None:
         return
-    bad = source.data.unknown_statuses(policy.status_codes)
+    bad = data.unknown_statuses(policy.status_codes)
     if bad:
-        statuses = sorted({source.data.companies[i].status or "" for i in bad})
+        statuses = sorted({data.companies[i].status or "" for i in bad})
         raise ConfigError(
-            f"CALLGUARD_DIRECTORY: companies {', '.join(bad)} in {source.data.source} have "
+            f"CALLGUARD_DIRECTORY: companies {', '.join(bad)} in {data.source} have "
             f"statuses {', '.join(statuses)} that {policy.source} does not list "
             f"(known: {', '.join(policy.status_codes)})"
         )
@@ -80,6 +62,8 @@ class Gateway:
             queue_bytes=s.tab_queue_bytes, stuck_after=s.heartbeat / 4, call_rate=s.tab_call_rate
         )
         self.tabs.on_close = lambda code: self.metrics.tab_closes.labels(str(code)).inc()
+        self.renewals = Renewals(s.secret)
+        self.renewals.on_renew = self.metrics.token_renewals.inc
         # CALLGUARD_REDIS_URL: paints cross processes through Redis; unset: this process only.
         self.shared: RedisFanout | None = None
         if s.redis_url is None:
@@ -110,8 +94,7 @@ class Gateway:
     @property
     def dataset(self) -> Dataset | None:
         """The data file behind the directory, when there is one (the demo lists it)."""
-        source = data_file_of(self.directory)
-        return source.data if source is not None else None
+        return self.directory.dataset
 
     async def start(self) -> None:
         self._sweeper = asyncio.get_running_loop().create_task(
@@ -128,6 +111,7 @@ class Gateway:
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
+        self.renewals.close()
         self.tabs.close_all()
         await self.calls.close()
         await self.fanout.close()

@@ -287,7 +287,7 @@ def plan_from(args: argparse.Namespace) -> Plan:
 
 
 def demo_phones() -> list[str]:
-    from gateway.crm.datafile import load_dataset
+    from gateway.crm.dataset import load_dataset
     from gateway.web.demo import list_numbers
 
     return [n["phone"] for n in list_numbers(load_dataset())]

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -17,13 +18,25 @@ import gateway as package
 from gateway.crm import Directory
 from gateway.live.socket import tab_endpoint
 from gateway.live.tabs import CLOSE_GOING_AWAY
-from gateway.portal.wiring import build_portal, demo_status_routes, portal_routes
+from gateway.portal.wiring import build_intake
 from gateway.run.config import Settings
 from gateway.run.runtime import build_gateway
 from gateway.web.demo import demo_routes
-from gateway.web.http import SnippetFiles, healthz, metrics, post_call
+from gateway.web.headers import SecurityHeaders
+from gateway.web.http import SnippetFiles, healthz, metrics, portal_events, post_call
+from gateway.web.origins import Origins, default_origins
 
-STATIC_DIR = Path(package.__file__).parent.parent / "static"
+
+def static_dir() -> Path:
+    """The snippet and the demo page: ``gateway/static`` in an installed wheel (the build copies
+    the top-level ``static/`` there), else the checkout's ``static/`` (an editable install)."""
+    installed = Path(package.__file__).parent / "static"
+    if (installed / "callguard.js").is_file():
+        return installed
+    return Path(package.__file__).parent.parent / "static"
+
+
+STATIC_DIR = static_dir()
 
 log = logging.getLogger("callguard.app")
 
@@ -48,23 +61,23 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
     """The gateway app. With ``directory=None`` it builds (and closes) its own from settings;
     a directory passed in stays the caller's to close. Raises ConfigError on bad settings."""
     gateway = build_gateway(settings, directory)
-    portal = build_portal(gateway)
+    intake, editable = build_intake(gateway)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
-        await portal.start()
+        await intake.start()
         try:
             yield
         finally:
-            await portal.stop()
+            await intake.stop()
             await gateway.stop()
 
     async def drain() -> None:
         """Graceful shutdown, before the server drops connections (gateway/run/server.py)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.shutdown_drain
-        drained = await portal.drain(settings.shutdown_drain)
+        drained = await intake.drain(settings.shutdown_drain)
         if gateway.shared is not None:  # sibling processes get the last paints
             # Within the drain's time, but a second at least: sending takes milliseconds.
             await gateway.shared.flush(max(1.0, deadline - loop.time()))
@@ -80,13 +93,22 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Mount("/static", SnippetFiles(directory=STATIC_DIR, check_dir=False)),
-        *portal_routes(),
+        Route("/bitrix/events", portal_events, methods=["POST"]),
     ]
     if settings.demo:
-        routes.extend(demo_status_routes())
         routes.extend(demo_routes(STATIC_DIR))
-    app = GatewayApp(routes=routes, lifespan=lifespan)
+    allowed = settings.allowed_origins
+    if allowed is None:
+        allowed = default_origins(settings.portal_url, settings.public_url)
+    origins = Origins(allowed)
+    app = GatewayApp(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders, frame_ancestors=origins.allowed)],
+    )
+    app.state.origins = origins
     app.state.gateway = gateway
-    app.state.portal = portal
+    app.state.intake = intake
+    app.state.demo_statuses = editable
     app.state.drain = drain
     return app

@@ -35,6 +35,7 @@ async def test_a_tab_of_a_stopped_process_reconnects_to_its_sibling_with_its_pai
         "CALLGUARD_SECRET": SECRET,
         "CALLGUARD_REDIS_URL": REDIS_URL,
         "CALLGUARD_REDIS_PREFIX": f"callguard:test:{uuid.uuid4().hex}:",
+        "CALLGUARD_ALLOWED_ORIGINS": gateway,  # the page's origin: the demo gateway's
     }
     first, second = ServeProcess(env), ServeProcess(env)
     try:

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.crm.build import build_directory
 from gateway.crm.cache import CachedDirectory
-from gateway.crm.datafile import Dataset, load_dataset
+from gateway.crm.dataset import Dataset, load_dataset
 from gateway.run.config import Settings
 from gateway.tools.fakeportal import FakePortal
 

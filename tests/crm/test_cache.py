@@ -10,7 +10,8 @@ import pytest
 from gateway.crm.build import build_directory, source_directory
 from gateway.crm.cache import CachedDirectory, decode, encode
 from gateway.crm.client import BitrixError
-from gateway.crm.datafile import Dataset, findings_for
+from gateway.crm.datafile import findings_for
+from gateway.crm.dataset import Dataset
 from gateway.tools.fakeportal import FakePortal
 from tests.crm.conftest import portal_settings
 from tests.timing import timeout

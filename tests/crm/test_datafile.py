@@ -6,13 +6,8 @@ from typing import Any
 
 import pytest
 
-from gateway.crm.datafile import (
-    DataFileDirectory,
-    DataFileError,
-    findings_for,
-    load_dataset,
-    parse_dataset,
-)
+from gateway.crm.datafile import DataFileDirectory, findings_for
+from gateway.crm.dataset import DataFileError, load_dataset, parse_dataset
 from rules import decide, load_policy, normalize
 
 SAMPLE: dict[str, Any] = {

@@ -6,7 +6,8 @@ import pytest
 
 from gateway.crm.build import source_directory
 from gateway.crm.cache import CachedDirectory
-from gateway.crm.datafile import Dataset, findings_for
+from gateway.crm.datafile import findings_for
+from gateway.crm.dataset import Dataset
 from gateway.crm.rest import BitrixDirectory
 from gateway.tools.fakeportal import FakePortal
 from rules import decide, load_policy, normalize

@@ -39,7 +39,17 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield test_client
 
 
-class HangingDirectory:
+class SourceDouble:
+    """What every test directory declares: no data file, no portal, nothing to refresh."""
+
+    dataset = None
+    rest = None
+
+    async def changed(self, kind: str, entity_id: str, deleted: bool) -> set[str]:
+        return set()
+
+
+class HangingDirectory(SourceDouble):
     """A CRM that answers only when released (or never): for deadlines and fail-open."""
 
     def __init__(self) -> None:
@@ -70,7 +80,7 @@ class HangingDirectory:
         return None
 
 
-class FailingDirectory:
+class FailingDirectory(SourceDouble):
     """A CRM that always fails the way a real one does: with a DirectoryError."""
 
     def __init__(self, message: str = "portal answered 500 INTERNAL_SERVER_ERROR") -> None:

@@ -20,7 +20,7 @@ from gateway.live.tokens import issue_token
 from gateway.portal.approved import KEY as APPROVED_KEY
 from gateway.portal.approved import RedisStore
 from gateway.portal.events import HANDLED_EVENTS
-from gateway.portal.intake import Portal
+from gateway.portal.intake import EventIntake
 from gateway.run.config import Settings
 from gateway.tools.fakeportal import FakePortal
 from gateway.web.app import create_app
@@ -88,8 +88,8 @@ class Running:
     app: Starlette
 
     @property
-    def portal(self) -> Portal:
-        portal: Portal = self.app.state.portal
+    def portal(self) -> EventIntake:
+        portal: EventIntake = self.app.state.intake
         return portal
 
     @property

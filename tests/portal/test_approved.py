@@ -5,7 +5,7 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.crm.datafile import load_dataset
+from gateway.crm.dataset import load_dataset
 from gateway.portal.approved import MemoryStore, RedisStore, open_store
 from gateway.portal.status_datafile import DataFileStatusPortal
 from gateway.portal.statuses import StatusGuard

@@ -34,7 +34,10 @@ async def over_hanging_crm() -> AsyncIterator[tuple[HangingDirectory, Running, T
         gateway_running(settings_for(lookup_deadline=NEVER), crm) as gw,
         open_tab(gw.url, "7") as tab,
     ):
-        yield crm, gw, tab
+        try:
+            yield crm, gw, tab
+        finally:
+            crm.release()  # a failed test must not leave the paints hanging for the teardown
         await gw.idle()
 
 
@@ -79,7 +82,7 @@ async def no_late_paint_of(gw: Running, tab: Tab, call_id: str) -> None:
 async def test_a_call_end_clears_while_the_crm_still_hangs(fake: FakePortal) -> None:
     async with over_hanging_crm() as (crm, gw, tab):
         await ring(fake, gw)
-        assert crm.started == 1
+        assert crm.started >= 1  # the pre-warm's lookup, and maybe the start's own
         fake.call_end("c1", RED_PHONE, 7)
         assert await tab.next() == {"type": "clear", "call_id": "c1"}
         assert crm.finished == 0  # the clear came while the CRM still held the lookup

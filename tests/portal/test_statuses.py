@@ -2,7 +2,7 @@
 
 import pytest
 
-from gateway.crm.datafile import load_dataset
+from gateway.crm.dataset import load_dataset
 from gateway.portal.approved import MemoryStore
 from gateway.portal.status_datafile import DataFileStatusPortal, UnknownEntity
 from gateway.portal.statuses import Department, StatusGuard, approvers, judge

@@ -11,10 +11,10 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from gateway.crm.datafile import load_dataset
+from gateway.crm.dataset import load_dataset
 from gateway.portal.approved import RedisStore
 from gateway.portal.events import MAX_BODY, CrmChange
-from gateway.portal.intake import Portal
+from gateway.portal.intake import EventIntake
 from gateway.portal.queues import WorkQueue
 from gateway.portal.status_datafile import DataFileStatusPortal
 from gateway.portal.statuses import StatusGuard
@@ -237,7 +237,7 @@ async def test_a_failing_item_does_not_stop_the_worker(caplog: pytest.LogCapture
 def test_when_the_queue_is_full_the_event_is_dropped_and_counted() -> None:
     # A Portal whose workers never start: the first event fills its one-place queue.
     gateway = build_gateway(portal_settings())
-    portal = Portal(WEBHOOK_TOKEN, gateway.calls, gateway.metrics.registry, queue_size=1)
+    portal = EventIntake(WEBHOOK_TOKEN, gateway.calls, gateway.metrics.registry, queue_size=1)
     app = Starlette(routes=[Route("/bitrix/events", portal.receive, methods=["POST"])])
     body = encode_form(
         {
@@ -281,7 +281,7 @@ async def test_a_failing_status_store_still_refreshes_the_cache(
         refreshed.append((kind, entity_id, deleted))
         return set()
 
-    portal = Portal(
+    portal = EventIntake(
         WEBHOOK_TOKEN, gateway.calls, gateway.metrics.registry, refresh=refresh, guard=guard
     )
     await portal.start()

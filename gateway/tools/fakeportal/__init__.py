@@ -1,7 +1,7 @@
 """A Bitrix24 REST + outgoing-webhook emulator over a data file: the test double, demo and load-test
 backend (design.md §3.3). ``FakePortal`` is the entry point; see server.py for its API."""
 
-from gateway.crm.forms import build_nested, encode_form, parse_query
+from gateway.crm.forms import encode_form, parse_query
 from gateway.tools.fakeportal.events import Delivery
 from gateway.tools.fakeportal.faults import Fault
 from gateway.tools.fakeportal.methods import Notification
@@ -15,7 +15,6 @@ __all__ = [
     "Fault",
     "Notification",
     "RestError",
-    "build_nested",
     "encode_form",
     "normalize_phone",
     "parse_query",

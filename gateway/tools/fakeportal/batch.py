@@ -15,9 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gateway.crm.forms import parse_query
 from gateway.tools.fakeportal.methods import Reply, arg
-from gateway.tools.fakeportal.store import RestError
+from gateway.tools.fakeportal.store import RestError, parse_params
 
 MAX_COMMANDS = 50
 _REF = re.compile(r"\$result((?:\[[^\]]*\])+)")
@@ -51,7 +50,7 @@ def run_batch(params: dict[str, Any], execute: Execute) -> Reply:
                 raise RestError(
                     405, "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage"
                 )
-            reply = execute(method, _resolve(parse_query(query), results))
+            reply = execute(method, _resolve(parse_params(query), results))
         except RestError as err:
             errors[key] = {"error": err.error, "error_description": err.description}
             if halt:

@@ -16,15 +16,14 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.crm.datafile import Dataset, load_dataset
-from gateway.crm.forms import parse_query
+from gateway.crm.dataset import Dataset, load_dataset
 from gateway.run.config import DEFAULT_STATUS_FIELD
 from gateway.tools.fakeportal.batch import run_batch, time_block
 from gateway.tools.fakeportal.control import control_routes
 from gateway.tools.fakeportal.events import Delivery, Events
 from gateway.tools.fakeportal.faults import Fault, Faults, LeakyBucket, Recorder
 from gateway.tools.fakeportal.methods import Context, Methods, Notification, Reply
-from gateway.tools.fakeportal.store import PortalStore, RestError
+from gateway.tools.fakeportal.store import PortalStore, RestError, parse_params
 from rules.policy import Status, load_policy
 
 DEFAULT_CODE = "fake0webhook0code"
@@ -326,7 +325,7 @@ def error_response(
 
 async def _read_params(request: web.Request) -> dict[str, Any]:
     """Query string, then the body: JSON (``application/json``) or a form with bracket keys."""
-    params = parse_query(request.query_string)
+    params = parse_params(request.query_string)
     if not request.can_read_body:
         return params
     raw = await request.read()
@@ -339,5 +338,5 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
             raise RestError(400, "INVALID_REQUEST", "Request body must be a JSON object")
         params.update(doc)
     else:
-        params.update(parse_query(raw.decode("utf-8", "replace")))
+        params.update(parse_params(raw.decode("utf-8", "replace")))
     return params

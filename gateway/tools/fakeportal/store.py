@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.crm.datafile import Dataset
+from gateway.crm.dataset import Dataset
+from gateway.crm.forms import FormError, parse_query
 from rules.phones import strip_extension
 from rules.policy import Status
 
@@ -32,6 +33,14 @@ class RestError(Exception):
         self.status = status
         self.error = error
         self.description = description
+
+
+def parse_params(text: str) -> dict[str, Any]:
+    """A query string or form body as the portal reads it; a malformed one is its 400."""
+    try:
+        return parse_query(text)
+    except FormError as err:
+        raise RestError(400, "INVALID_REQUEST", str(err)) from None
 
 
 def not_found() -> RestError:
