@@ -4,6 +4,8 @@ open, the approved-status repository, and errors that name CALLGUARD_DATABASE_UR
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,8 @@ from gateway.store.approved import ApprovedStatuses
 from gateway.store.database import Database, DatabaseError, DatabaseUnavailable
 from gateway.store.tables import metadata
 from tests.timing import timeout
+
+INSTALL_DOC = Path(__file__).resolve().parents[2] / "docs" / "install-box.md"
 
 
 def _schema(conn: AsyncConnection) -> object:
@@ -169,3 +173,28 @@ async def test_failures_while_running_are_one_line_and_counted(sqlite_url: str) 
     assert 'callguard_database_seconds_count{operation="migrate"} 1.0' in exposition
     with pytest.raises(DatabaseError, match="is not open"):
         await ApprovedStatuses(db).get("10")
+
+
+async def test_the_documented_backup_copies_a_live_database(tmp_path: Path) -> None:
+    """docs/install-box.md's Python backup, run while the gateway holds the file open in WAL
+    mode with a change not yet checkpointed into the main file."""
+    [code] = re.findall(r"python3 -c '([^']*\.backup\([^']*)'", INSTALL_DOC.read_text("utf-8"))
+    live, copy = tmp_path / "callguard.sqlite3", tmp_path / "backup.sqlite3"
+    db = Database(f"sqlite:///{live}")
+    await db.open()
+    try:
+        await ApprovedStatuses(db).set("10", "DECLINED")
+        assert (tmp_path / "callguard.sqlite3-wal").stat().st_size > 0
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, str(live), str(copy)
+        )
+        async with asyncio.timeout(timeout()):
+            assert await proc.wait() == 0
+    finally:
+        await db.close()
+    restored = Database(f"sqlite:///{copy}")
+    await restored.open()
+    try:
+        assert await ApprovedStatuses(restored).get("10") == "DECLINED"
+    finally:
+        await restored.close()
