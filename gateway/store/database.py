@@ -74,6 +74,7 @@ class Database:
         self.pool_size = pool_size
         self.metrics = DatabaseMetrics(registry)
         self._engine: AsyncEngine | None = None
+        self._failure: str | None = None  # the last transaction's error, until one succeeds
 
     @property
     def dialect(self) -> str:
@@ -105,6 +106,14 @@ class Database:
                 f"{VARIABLE}: cannot open the database {self.shown}: {reason}{_advice(self.url)}"
             ) from None
 
+    def health(self) -> dict[str, object]:
+        """For ``/healthz``: whether the last transaction worked, and why not."""
+        return {
+            "ok": self._engine is not None and self._failure is None,
+            "url": self.shown,
+            "reason": self._failure if self._engine is not None else "not open",
+        }
+
     async def close(self) -> None:
         engine, self._engine = self._engine, None
         if engine is not None:
@@ -125,9 +134,11 @@ class Database:
                     await conn.execution_options(callguard_write=True)
                 async with conn.begin():
                     yield conn
+            self._failure = None
         except FAILURES as err:
             self.metrics.errors.labels(operation).inc()
-            raise DatabaseError(f"database {operation} failed: {describe(err)}") from err
+            self._failure = f"database {operation} failed: {describe(err)}"
+            raise DatabaseError(self._failure) from err
         finally:
             self.metrics.seconds.labels(operation).observe(time.perf_counter() - started)
 

@@ -10,11 +10,13 @@ import sqlite3
 from collections.abc import AsyncIterator
 
 import asyncpg
+import httpx
 import pytest
 
 from gateway.store.url import sqlite_file
 from gateway.tools.fakeportal import FakePortal
 from tests.portal.conftest import open_tab, rest_gateway, settle
+from tests.timing import timeout
 
 RED_PHONE = "+7 (495) 123-45-67"  # ООО «Ромашка» (company 10): IN_WORK with user 6
 
@@ -48,6 +50,9 @@ async def test_a_failing_database_leaves_the_status_and_never_blocks_a_call(
     async with rest_gateway(fake, database_url=database_url) as gw, open_tab(gw.url, "7") as tab:
         fake.update("company", 10, {"COMMENTS": "recorded while the database works"}, by_user=6)
         await settle(fake, gw, 1)
+        async with httpx.AsyncClient(timeout=timeout()) as client:
+            before = (await client.get(gw.url + "/healthz")).json()["database"]
+        assert (before["ok"], before["reason"]) == (True, None)
         caplog.clear()
         async with outage(database_url):
             fake.set_company_status(10, "DECLINED", by_user=7)  # a peer: reverted, normally
@@ -58,6 +63,15 @@ async def test_a_failing_database_leaves_the_status_and_never_blocks_a_call(
             await tab.socket.send(json.dumps({"type": "call", "call_id": "c1", "phone": RED_PHONE}))
             paint = await tab.next("paint")
             assert (paint["call_id"], paint["colour"]) == ("c1", "none")
+            # Health says so, and still answers 200: this process serves its tabs.
+            async with httpx.AsyncClient(timeout=timeout()) as client:
+                health = await client.get(gw.url + "/healthz")
+                exposition = (await client.get(gw.url + "/metrics")).text
+            assert health.status_code == 200
+            database = health.json()["database"]
+            assert database["ok"] is False
+            assert database["reason"].startswith("database approved_get failed: ")
+            assert 'callguard_database_errors_total{operation="approved_get"} 1.0' in exposition
     [line] = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert line.name == "callguard.webhooks"
     assert line.getMessage().startswith(
