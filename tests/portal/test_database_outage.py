@@ -23,13 +23,18 @@ RED_PHONE = "+7 (495) 123-45-67"  # ООО «Ромашка» (company 10): IN_W
 
 @contextlib.asynccontextmanager
 async def outage(url: str) -> AsyncIterator[None]:
-    """Break the gateway's database from outside, as a lost disk or a stopped server would."""
+    """Break the gateway's database from outside, as a lost disk or a stopped server would,
+    and mend it afterwards."""
     file = sqlite_file(url)
     if file is not None:
         with contextlib.closing(sqlite3.connect(file)) as conn:
-            conn.execute("DROP TABLE approved_status")
+            conn.execute("ALTER TABLE approved_status RENAME TO approved_status_away")
             conn.commit()
-        yield
+            try:
+                yield
+            finally:
+                conn.execute("ALTER TABLE approved_status_away RENAME TO approved_status")
+                conn.commit()
         return
     name = url.rsplit("/", 1)[1]
     admin = await asyncpg.connect(host="127.0.0.1", user="postgres", database="postgres")
@@ -56,7 +61,7 @@ async def test_a_failing_database_leaves_the_status_and_never_blocks_a_call(
         caplog.clear()
         async with outage(database_url):
             fake.set_company_status(10, "DECLINED", by_user=7)  # a peer: reverted, normally
-            await settle(fake, gw, 1)
+            await settle(fake, gw, 2)  # deliveries so far: the first update and this change
             assert fake.company_status(10) == "DECLINED"  # left as is: nothing to judge against
             assert fake.notifications == []
             # Calls go on: the company's numbers were refreshed and the call is painted.
@@ -72,6 +77,14 @@ async def test_a_failing_database_leaves_the_status_and_never_blocks_a_call(
             assert database["ok"] is False
             assert database["reason"].startswith("database approved_get failed: ")
             assert 'callguard_database_errors_total{operation="approved_get"} 1.0' in exposition
+        # The database is back: the next peer's change is judged against the approved IN_WORK.
+        fake.deliveries.clear()
+        fake.set_company_status(10, "PENDING", by_user=7)
+        await settle(fake, gw, 2)
+        assert fake.company_status(10) == "IN_WORK"
+        async with httpx.AsyncClient(timeout=timeout()) as client:
+            after = (await client.get(gw.url + "/healthz")).json()["database"]
+        assert after["ok"] is True
     [line] = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert line.name == "callguard.webhooks"
     assert line.getMessage().startswith(
