@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from gateway.store import url as database_urls
 from gateway.userid import InvalidUserId, user_id
 from rules.phones import DEFAULT_REGION, check_region
+from rules.policy import LANGS
 
 PREFIX = "CALLGUARD_"
 DEFAULT_STATUS_FIELD = "UF_CRM_CALLGUARD_STATUS"
@@ -45,6 +46,7 @@ class Settings:
     webhook_token: str | None = None
     api_key: str | None = None
     region: str = DEFAULT_REGION
+    lang: str = "ru"  # the portal's language: texts for tabs that do not say theirs
     status_field: str = DEFAULT_STATUS_FIELD
     admins: tuple[str, ...] = ()
     cache_ttl: float = 300.0
@@ -207,6 +209,9 @@ class _Reader:
             admins = tuple(user_id(a) for a in admins_raw.split(",") if a.strip())
         except InvalidUserId as err:
             raise self.fail("ADMINS", f"must be comma-separated user ids: {err}") from None
+        lang = (self.raw("LANG") or "ru").lower()
+        if lang not in LANGS:
+            raise self.fail("LANG", f"must be one of {', '.join(LANGS)}, got {lang!r}")
         level = (self.raw("LOG_LEVEL") or "info").lower()
         if level not in ("debug", "info", "warning", "error"):
             raise self.fail("LOG_LEVEL", f"must be debug, info, warning or error, got {level!r}")
@@ -235,6 +240,7 @@ class _Reader:
             webhook_token=self.raw("WEBHOOK_TOKEN"),
             api_key=self.raw("API_KEY"),
             region=region,
+            lang=lang,
             status_field=status_field,
             admins=admins,
             cache_ttl=self.number("CACHE_TTL", 300.0, 0.0, 86_400.0),
