@@ -156,15 +156,17 @@
       ready = false;
       emit('close', {code: e.code, reason: e.reason});
       if (e.code === 4401) { refused = true; log('token refused'); }
-      retry();
+      retry(e.code === 1001 || e.code === 1012);
     });
   }
-  function retry() {
+  // A gateway going away (1001, shutdown; 1012, restart) is no failure: come back within a
+  // second, to a sibling process, spread so that its tabs do not all arrive at once.
+  function retry(soon) {
     if (timer) return;
-    var ms = refused ? Math.max(100, REFUSED) :
+    var ms = refused ? Math.max(100, REFUSED) : soon ? 100 + Math.random() * 700 :
       Math.max(500, Math.random() * Math.min(20000, 500 * Math.pow(2, tries++)));
     refused = false;
-    log('reconnect, ms', ms);
+    log(soon ? 'going away: reconnect, ms' : 'reconnect, ms', ms);
     timer = setTimeout(safe(connect), ms);
   }
 

@@ -14,12 +14,11 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator
 
-import uvicorn
 from starlette.applications import Starlette
 
 from gateway.crm import Directory
 from gateway.run.config import Settings
-from gateway.run.server import serve, uvicorn_config
+from gateway.run.server import GatewayServer, serve, uvicorn_config
 from gateway.web.app import create_app
 from tests.timing import timeout
 
@@ -46,7 +45,7 @@ async def running_app(app: Starlette, settings: Settings) -> AsyncIterator[str]:
     config = uvicorn_config(app, settings.but(host="127.0.0.1", port=port), log_config=None)
     started = asyncio.Event()
     server_task = asyncio.get_running_loop().create_task(
-        serve(uvicorn.Server(config), sockets=[sock], tune_gc=False, started=started)
+        serve(GatewayServer(config), sockets=[sock], tune_gc=False, started=started)
     )
     try:
         async with asyncio.timeout(timeout()):

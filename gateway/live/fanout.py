@@ -32,6 +32,7 @@ call (``on_clear``), so a call ended on one process is not re-painted or cleared
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -125,6 +126,7 @@ class RedisFanout:
         self._pending: OrderedDict[tuple[str, str], tuple[str, str | None, str]] = OrderedDict()
         self._unkeyed = 0
         self._wake = asyncio.Event()
+        self._sending = False  # a batch is on its way to Redis
         self._next_purge = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         options: dict[str, Any] = {
@@ -148,6 +150,15 @@ class RedisFanout:
         self._pending[slot] = (user_id, key, frame)
         self._pending.move_to_end(slot)
         self._wake.set()
+
+    async def flush(self, seconds: float) -> None:
+        """Shutdown: wait up to ``seconds`` until the queue is sent, to the other processes."""
+        # Not during an outage: nothing would be sent, and the outage was logged once already.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.wait_until(lambda f: f.down_since is not None or not f.unsent)
+        if self._pending and self.down_since is None:
+            log.warning("shutdown: %d paints or clears not sent to Redis", len(self._pending))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -185,6 +196,10 @@ class RedisFanout:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    @property
+    def unsent(self) -> bool:
+        return bool(self._pending) or self._sending
+
     def health(self) -> dict[str, object]:
         return {
             "ok": self.down_since is None and self.connected,
@@ -205,9 +220,11 @@ class RedisFanout:
                 batch = [
                     self._pending.popitem(last=False) for _ in range(min(BATCH, len(self._pending)))
                 ]
+                self._sending = True
                 try:
                     await self._send([entry for _, entry in batch])
                 except (RedisError, OSError) as err:
+                    self._sending = False
                     for slot, entry in reversed(batch):  # back in front, unless since replaced
                         if slot not in self._pending:
                             self._pending[slot] = entry
@@ -218,9 +235,11 @@ class RedisFanout:
                     self._outage(err)
                     await asyncio.sleep(backoff.next())
                     continue
+                self._sending = False
                 backoff.reset()
                 if self.connected:  # the reader is connected too: the outage is over
                     self._recovered()
+            self._signal()  # the queue is empty: flush() may be waiting for that
 
     async def _send(self, batch: list[tuple[str, str | None, str]]) -> None:
         expires = time.time() + self.call_ttl

@@ -7,7 +7,8 @@ After that the receive loop only reads client frames; everything sent goes throu
 outbox, so one task writes to the socket. Every close is counted by code: the gateway's in
 ``callguard_tab_closes``, the browser's or the network's in ``callguard_tab_disconnects``.
 Bad frames get an ``error`` and the socket stays open, until :class:`gateway.live.tabs.Conduct`
-calls it abuse (1008).
+calls it abuse (1008). A ``call`` frame with a number that is not a phone number, or beyond the
+tab's ``CALLGUARD_TAB_CALL_RATE``, gets an ``error`` and is no strike: the frame is well formed.
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ async def _handle(gateway: Gateway, tab: Tab, data: str | bytes, lang: str) -> N
         return
     calls = gateway.calls
     if isinstance(frame, wire.CallFrame):
+        if not tab.may_call():
+            _refuse(gateway, tab, wire.RATE_LIMITED, _rate_message(gateway))
+            return
         # Several tabs of one user report the same ring: the first decides, the rest share it.
         # The lookup may take up to the deadline, so this tab's later frames do not wait for it.
         try:
@@ -105,7 +109,7 @@ async def _handle(gateway: Gateway, tab: Tab, data: str | bytes, lang: str) -> N
                 lang=lang,
             )
         except InvalidPhone as err:
-            _reject(gateway, tab, wire.INVALID_PHONE, str(err))
+            _refuse(gateway, tab, wire.INVALID_PHONE, str(err))
     elif isinstance(frame, wire.EndedFrame):
         await calls.end_call(tab.user_id, frame.call_id)
     elif tab.take_painted(frame.call_id):
@@ -119,3 +123,14 @@ def _reject(gateway: Gateway, tab: Tab, code: str, message: str) -> None:
     gateway.metrics.frames_rejected.labels(code).inc()
     if not tab.strike():
         tab.push(None, wire.error(code, message))
+
+
+def _refuse(gateway: Gateway, tab: Tab, code: str, message: str) -> None:
+    """A well-formed frame we do not act on: an ``error`` answer, counted, but no strike."""
+    gateway.metrics.frames_rejected.labels(code).inc()
+    tab.push(None, wire.error(code, message))
+
+
+def _rate_message(gateway: Gateway) -> str:
+    rate = gateway.settings.tab_call_rate
+    return f"more than {rate:g} call frames per second from this tab; this call is not looked up"

@@ -2,12 +2,16 @@
 
 Colours are state, not events: a tab's queue (:class:`Outbox`) holds at most one pending frame
 per call, so a tab that falls behind skips straight to the newest paint (or the ``clear``) of each
-call. A tab whose queue overflows, or whose send has been blocked for longer than ``stuck_after``
-(the heartbeat sweep checks), is closed with 1013 and leaves the registry at once, so it never
-delays the others. Dead peers are dropped by the server's websocket pings (``settings.heartbeat``).
+call. The queue is bounded in bytes (``CALLGUARD_TAB_QUEUE_BYTES``), not in frames, as push
+servers bound a subscriber's buffer: a burst of many calls fits, only a tab that stopped reading
+fills it. A tab whose queue overflows, or whose send has been blocked for longer than
+``stuck_after`` (the heartbeat sweep checks), is closed with 1013 and leaves the registry at once,
+so it never delays the others. Dead peers are dropped by the server's websocket pings
+(``settings.heartbeat``).
 
-:class:`Outbox` and :class:`Conduct` are pure state machines (no sockets, no clock of their own);
-:class:`Tab` drives an outbox over anything with ``send_text`` and ``close``.
+:class:`Outbox`, :class:`Conduct` and :class:`gateway.live.bucket.TokenBucket` (a tab's ``call``
+frames per second) are pure state machines (no sockets, no clock of their own); :class:`Tab`
+drives them over anything with ``send_text`` and ``close``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import Protocol
 
+from gateway.live.bucket import TokenBucket
+
 log = logging.getLogger("callguard.tabs")
 
 CLOSE_TOKEN = 4401
@@ -28,6 +34,9 @@ CLOSE_SLOW = 1013
 CLOSE_GOING_AWAY = 1001
 # Calls a tab remembers having been painted (for ``applied``): more than any popup shows at once.
 MAX_PAINTED = 64
+
+DEFAULT_QUEUE_BYTES = 256 * 1024  # CALLGUARD_TAB_QUEUE_BYTES
+DEFAULT_CALL_RATE = 10.0  # CALLGUARD_TAB_CALL_RATE: ``call`` frames per second per tab
 
 
 class Socket(Protocol):
@@ -43,28 +52,40 @@ class Put(Enum):
     CLOSED = "closed"
 
 
-class Outbox:
-    """Pending frames of one tab, at most one per key (a call id), oldest key first."""
+def size_of(frame: str) -> int:
+    """A frame's size on the wire, in bytes (UTF-8: paints carry Russian text)."""
+    return len(frame) if frame.isascii() else len(frame.encode())
 
-    __slots__ = ("_pending", "capacity", "closed", "sending_since")
+
+class Outbox:
+    """Pending frames of one tab, at most one per key (a call id), oldest key first, at most
+    ``limit`` bytes in all."""
+
+    __slots__ = ("_pending", "closed", "limit", "sending_since", "size")
     _unique = itertools.count()
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._pending: dict[str, str] = {}
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0  # bytes pending
+        self._pending: dict[str, tuple[str, int]] = {}
         self.sending_since: float | None = None
         self.closed = False
 
-    def put(self, key: str | None, frame: str) -> Put:
-        """Queue ``frame``; ``key=None`` for frames that never replace each other (errors)."""
+    def put(self, key: str | None, frame: str, size: int | None = None) -> Put:
+        """Queue ``frame`` (``size`` bytes, measured if not given); ``key=None`` for frames that
+        never replace each other (errors)."""
         if self.closed:
             return Put.CLOSED
-        if key is not None and key in self._pending:
-            self._pending[key] = frame
-            return Put.REPLACED
-        if len(self._pending) >= self.capacity:
+        size = size_of(frame) if size is None else size
+        old = self._pending.get(key) if key is not None else None
+        grown = self.size + size - (old[1] if old is not None else 0)
+        if grown > self.limit:
             return Put.OVERFLOW
-        self._pending[key if key is not None else f"\0{next(self._unique)}"] = frame
+        self.size = grown
+        if key is not None and old is not None:
+            self._pending[key] = (frame, size)
+            return Put.REPLACED
+        self._pending[key if key is not None else f"\0{next(self._unique)}"] = (frame, size)
         return Put.QUEUED
 
     def take(self, now: float) -> str | None:
@@ -74,7 +95,9 @@ class Outbox:
             return None
         key = next(iter(self._pending))
         self.sending_since = now
-        return self._pending.pop(key)
+        frame, size = self._pending.pop(key)
+        self.size -= size
+        return frame
 
     def sent(self) -> None:
         self.sending_since = None
@@ -86,6 +109,7 @@ class Outbox:
     def close(self) -> None:
         self.closed = True
         self._pending.clear()
+        self.size = 0
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -115,8 +139,10 @@ class Tab:
         "_closer",
         "_painted",
         "_sender",
+        "call_rate",
         "conduct",
         "outbox",
+        "rate_logged",
         "registry",
         "socket",
         "user_id",
@@ -126,23 +152,42 @@ class Tab:
         self.registry = registry
         self.user_id = user_id
         self.socket = socket
-        self.outbox = Outbox(registry.capacity)
-        self.conduct: Conduct | None = (
-            None  # created on the first bad frame: most tabs never send one
-        )
+        self.outbox = Outbox(registry.queue_bytes)
+        # Both are created when first needed: most tabs never send a bad frame, and send a
+        # ``call`` frame only when the phone rings.
+        self.conduct: Conduct | None = None
+        self.call_rate: TokenBucket | None = None
+        self.rate_logged = False
         self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
         # call id -> frames pushed for it and not yet acknowledged by an ``applied`` (bounded)
         self._painted: dict[str, int] | None = None
 
-    def push(self, key: str | None, frame: str) -> None:
+    def push(self, key: str | None, frame: str, size: int | None = None) -> None:
         if key is not None:
             self._note_painted(key)
-        result = self.outbox.put(key, frame)
+        result = self.outbox.put(key, frame, size)
         if result is Put.OVERFLOW:
+            log.info("closing a tab of user %s whose queue is full (1013)", self.user_id)
             self.close(CLOSE_SLOW, "too slow: the tab stopped reading")
         elif result is Put.QUEUED and self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(self._drain())
+
+    def may_call(self) -> bool:
+        """Take one ``call`` frame from this tab's budget; False when it is spent (rate limited)."""
+        if self.call_rate is None:
+            rate = self.registry.call_rate
+            self.call_rate = TokenBucket(rate=rate, burst=max(1.0, rate))
+        if self.call_rate.take(self.registry.clock()):
+            return True
+        if not self.rate_logged:  # one line per tab, not one per refused frame
+            self.rate_logged = True
+            log.info(
+                "a tab of user %s sends more than %g call frames per second; refusing the rest",
+                self.user_id,
+                self.registry.call_rate,
+            )
+        return False
 
     def _note_painted(self, call_id: str) -> None:
         painted = self._painted
@@ -215,11 +260,13 @@ class Tabs:
 
     def __init__(
         self,
-        capacity: int = 16,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
         stuck_after: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        call_rate: float = DEFAULT_CALL_RATE,
     ) -> None:
-        self.capacity = capacity
+        self.queue_bytes = queue_bytes
+        self.call_rate = call_rate
         self.stuck_after = stuck_after
         self.clock = clock
         self._by_user: dict[str, dict[Tab, None]] = {}
@@ -258,8 +305,9 @@ class Tabs:
         tabs = self._by_user.get(user_id)
         if not tabs:
             return 0
+        size = size_of(frame)
         for tab in list(tabs):
-            tab.push(key, frame)
+            tab.push(key, frame, size)
         return len(tabs)
 
     def of(self, user_id: str) -> list[Tab]:

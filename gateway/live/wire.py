@@ -30,6 +30,7 @@ INVALID_JSON = "invalid_json"
 INVALID_MESSAGE = "invalid_message"
 UNKNOWN_TYPE = "unknown_type"
 INVALID_PHONE = "invalid_phone"
+RATE_LIMITED = "rate_limited"
 
 
 class WireError(ValueError):

@@ -6,13 +6,18 @@ event with bad data -> 400; an event we do not handle -> 200, ignored; otherwise
 is queued. Parsing is pure (gateway/portal/events.py); the work runs in two bounded queues:
 
 - telephony events in one ordered worker, so a call's init, start and end are applied in the order
-  the portal sent them;
+  the portal sent them. Like a tab's ``call`` frame, a start only starts the paint and does not
+  wait for the CRM: the next event (often the call's end) is handled at once. An end cancels its
+  call's paint still being started, so a late paint never overtakes the end that followed it;
+- on shutdown (:meth:`Portal.drain`) new events are refused with 503 and those queued are handled,
+  with the paints they started, for up to ``CALLGUARD_SHUTDOWN_DRAIN`` seconds;
 - CRM events in several workers (each may make a few REST calls); the status guard serialises
   events about one company itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -115,6 +120,8 @@ class EventIntake:
             "portal-telephony", self._telephony, queue_size, workers=1
         )
         self.crm: WorkQueue[CrmChange] = WorkQueue("portal-crm", self._crm, queue_size, CRM_WORKERS)
+        self._painting: dict[str, set[asyncio.Task[object]]] = {}  # call id -> its paints
+        self.closing = False
 
     async def start(self) -> None:
         self.telephony.start()
@@ -123,13 +130,34 @@ class EventIntake:
     async def stop(self) -> None:
         await self.telephony.stop()
         await self.crm.stop()
+        pending = [task for tasks in self._painting.values() for task in tasks]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         if self.guard is not None:
             await self.guard.store.close()
 
     async def idle(self) -> None:
-        """Wait until every accepted event has been handled (tests, graceful shutdown)."""
+        """Wait until every accepted event has been handled, the paints it started included
+        (tests, graceful shutdown)."""
         await self.telephony.join()
         await self.crm.join()
+        while self._painting:
+            # wait(), not gather(): a caller that gives up (a timeout) must not cancel the paints.
+            await asyncio.wait([task for tasks in self._painting.values() for task in tasks])
+
+    async def drain(self, seconds: float) -> bool:
+        """Shutdown: refuse new events, then wait up to ``seconds`` for those accepted and their
+        paints; False (and one warning) when some were left."""
+        self.closing = True
+        try:
+            async with asyncio.timeout(seconds):
+                await self.idle()
+        except TimeoutError:
+            left = self.telephony.size + self.crm.size + len(self._painting)
+            log.warning("shutdown: %d portal events or paints left after %gs", left, seconds)
+            return False
+        return True
 
     # -- the endpoint ------------------------------------------------------------------------
 
@@ -141,6 +169,9 @@ class EventIntake:
                 "POST /bitrix/events is off: set CALLGUARD_WEBHOOK_TOKEN to the outgoing "
                 "webhook's application token",
             )
+        if self.closing:
+            self.metrics.events.labels("-", "shutting_down").inc()
+            return failure(503, "shutting_down", "this gateway process is shutting down")
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > events.MAX_BODY:
             return self._refuse(413, "too_large", f"body larger than {events.MAX_BODY} bytes")
@@ -195,11 +226,15 @@ class EventIntake:
             if ring.phone is None:
                 ring.waiting_user = event.user_id
                 return
-            await self._paint(event.user_id, event.call_id, ring)
+            self._paint(event.user_id, event.call_id, ring)
         elif isinstance(event, CallEnd):
             ring = self.memory.ring(event.call_id)
             ring.ended = True
             ring.waiting_user = None
+            # A paint not yet started would register the call after this end; one waiting for
+            # the CRM would be dropped by end_call anyway (the lookup goes on, into the cache).
+            for task in self._painting.pop(event.call_id, ()):
+                task.cancel()
             await self.calls.end_call(event.user_id, event.call_id)
 
     async def _call_init(self, event: CallInit) -> None:
@@ -212,16 +247,30 @@ class EventIntake:
         ring.phone, ring.direction = key, event.direction
         if ring.waiting_user is not None and not ring.ended:
             user, ring.waiting_user = ring.waiting_user, None
-            await self._paint(user, event.call_id, ring)
+            self._paint(user, event.call_id, ring)
 
-    async def _paint(self, user_id: str, call_id: str, ring: _Ring) -> None:
+    def _paint(self, user_id: str, call_id: str, ring: _Ring) -> None:
+        """Start painting the call and return: the worker does not wait for the CRM."""
         assert ring.phone is not None
         direction: Direction = "out" if ring.direction == "out" else "in"
         # ring.phone is the key CallInit normalised: the call is not normalised again.
         event = CallEvent(
             user_id, call_id, ring.phone, direction, "portal", time.perf_counter(), self.calls.lang
         )
-        await self.calls.begin(event, only_if_unpainted=True)
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
+            self.calls.begin(event, only_if_unpainted=True)
+        )
+        self._painting.setdefault(call_id, set()).add(task)
+        task.add_done_callback(lambda done: self._painted(call_id, done))
+
+    def _painted(self, call_id: str, task: asyncio.Task[object]) -> None:
+        tasks = self._painting.get(call_id)
+        if tasks is not None:
+            tasks.discard(task)
+            if not tasks:
+                del self._painting[call_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("painting call %s failed", call_id, exc_info=task.exception())
 
     # -- CRM ---------------------------------------------------------------------------------
 

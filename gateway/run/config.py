@@ -56,7 +56,9 @@ class Settings:
     call_timeout: float = 900.0
     rate_burst: int = 50
     rate_per_second: float = 2.0
-    tab_queue: int = 16
+    tab_queue_bytes: int = 256 * 1024
+    tab_call_rate: float = 10.0
+    shutdown_drain: float = 5.0
     heartbeat: float = 20.0
     max_frame: int = 4096
     token_leeway: float = 60.0
@@ -68,6 +70,8 @@ class Settings:
     allowed_origins: tuple[str, ...] | None = None
     insecure_dev: bool = field(default=False)
     demo: bool = field(default=False)
+    # Settings that still start but say what to use instead; the launcher logs them.
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def from_env(
@@ -214,6 +218,12 @@ class _Reader:
         log_format = (self.raw("LOG_FORMAT") or "text").lower()
         if log_format not in ("text", "json"):
             raise self.fail("LOG_FORMAT", f"must be text or json, got {log_format!r}")
+        warnings: list[str] = []
+        if self.raw("TAB_QUEUE") is not None:
+            warnings.append(
+                f"{PREFIX}TAB_QUEUE is deprecated and ignored: a tab's queue is bounded "
+                f"in bytes now; set {PREFIX}TAB_QUEUE_BYTES (default 262144) instead."
+            )
         return Settings(
             secret=secret,
             host=self.raw("HOST") or "0.0.0.0",
@@ -240,7 +250,9 @@ class _Reader:
             call_timeout=self.number("CALL_TIMEOUT", 900.0, 1.0, 86_400.0),
             rate_burst=self.integer("RATE_BURST", 50, 1, 10_000),
             rate_per_second=self.number("RATE_PER_SECOND", 2.0, 0.01, 10_000.0),
-            tab_queue=self.integer("TAB_QUEUE", 16, 1, 1024),
+            tab_queue_bytes=self.integer("TAB_QUEUE_BYTES", 256 * 1024, 16 * 1024, 64 * 1024**2),
+            tab_call_rate=self.number("TAB_CALL_RATE", 10.0, 1.0, 1000.0),
+            shutdown_drain=self.number("SHUTDOWN_DRAIN", 5.0, 0.0, 60.0),
             heartbeat=self.number("HEARTBEAT", 20.0, 0.05, 3600.0),
             max_frame=self.integer("MAX_FRAME", 4096, 256, 1_048_576),
             token_leeway=self.number("TOKEN_LEEWAY", 60.0, 0.0, 600.0),
@@ -250,6 +262,7 @@ class _Reader:
             log_format=log_format,
             allowed_origins=self.origins("ALLOWED_ORIGINS"),
             insecure_dev=insecure_dev and self.raw("SECRET") is None,
+            warnings=tuple(warnings),
         )
 
 

@@ -67,6 +67,8 @@ def _run(settings: Settings, ready: str | None = None) -> None:
     from gateway.run.server import StartupError, run
     from gateway.web.app import create_app
 
+    for warning in settings.warnings:
+        log.warning("%s", warning)
     asyncio.run(check_database(settings))
     try:
         run(create_app(settings), settings, on_started=lambda: _say(ready))

@@ -66,7 +66,9 @@ class Gateway:
         # A send blocked for a quarter heartbeat means the peer stopped reading; the sweep runs
         # eight times per heartbeat, so such a tab is closed (1013) before the websocket ping,
         # which the stopped peer cannot answer either, gives up on it (1011).
-        self.tabs = Tabs(capacity=s.tab_queue, stuck_after=s.heartbeat / 4)
+        self.tabs = Tabs(
+            queue_bytes=s.tab_queue_bytes, stuck_after=s.heartbeat / 4, call_rate=s.tab_call_rate
+        )
         self.tabs.on_close = lambda code: self.metrics.tab_closes.labels(str(code)).inc()
         self.renewals = Renewals(s.secret)
         self.renewals.on_renew = self.metrics.token_renewals.inc

@@ -6,6 +6,11 @@ legacy one, which warns on import and which uvicorn will point at the sans-I/O o
 deflate is off (payloads are ~200 bytes; measured, deflate costs ~37 kB more per idle tab).
 Websocket pings every ``settings.heartbeat`` drop dead peers; proxy headers are on for PaaS
 routers. Once started, :class:`gateway.run.gcpolicy.GcPolicy` keeps full collections short.
+
+Shutdown (SIGTERM, SIGINT) is graceful (:class:`GatewayServer`): stop listening, let the app drain
+(``app.state.drain``: the portal's queued events, then every tab closed with 1001 so the snippet
+reconnects at once, to a sibling process), wait a moment for the tabs' close handshakes, and only
+then run uvicorn's own shutdown, which would close websockets with 1012 and drop what is queued.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import asyncio
 import logging
 import resource
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -30,6 +35,7 @@ from gateway.run.runtime import Gateway
 log = logging.getLogger("callguard.server")
 
 WS_MAX_SIZE = 64 * 1024  # beyond settings.max_frame a frame gets an error; beyond this, 1009
+TAB_CLOSE_WAIT = 1.0  # seconds for the tabs to answer our 1001 before uvicorn drops them
 
 
 class TabSocketProtocol(WebSocketsSansIOProtocol):
@@ -44,6 +50,35 @@ class TabSocketProtocol(WebSocketsSansIOProtocol):
             # A refused handshake (403, gateway/web/origins.py) is complete once its body is out;
             # uvicorn would otherwise log an ERROR "returned without completing handshake".
             self.handshake_complete = True
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server, with the app's graceful part run first when it shuts down."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:  # stop accepting before anything else
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        drain: Callable[[], Awaitable[None]] | None = getattr(
+            getattr(self.config.app, "state", None), "drain", None
+        )
+        if drain is not None and not self.force_exit:
+            try:
+                await drain()
+            except Exception:  # uvicorn's shutdown below must still run
+                log.exception("graceful shutdown failed; shutting down at once")
+            await self._tabs_closed()
+        await super().shutdown(sockets)
+
+    async def _tabs_closed(self) -> None:
+        """Wait (at most TAB_CLOSE_WAIT) until every websocket finished its close handshake."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + TAB_CLOSE_WAIT
+        while loop.time() < deadline and not self.force_exit:
+            if not any(isinstance(c, TabSocketProtocol) for c in self.server_state.connections):
+                return
+            await asyncio.sleep(0.02)
 
 
 class StartupError(RuntimeError):
@@ -140,7 +175,7 @@ def run(
     async def main() -> None:
         started = asyncio.Event()
         # gateway.run.logs configured logging for the whole process; uvicorn must not redo it.
-        server = uvicorn.Server(uvicorn_config(app, settings, log_config=None))
+        server = GatewayServer(uvicorn_config(app, settings, log_config=None))
         serving = asyncio.ensure_future(serve(server, tune_gc=tune_gc, started=started))
         if on_started is not None:
             waiting = asyncio.ensure_future(started.wait())

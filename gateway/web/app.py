@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from starlette.websockets import WebSocket
 import gateway as package
 from gateway.crm import Directory
 from gateway.live.socket import tab_endpoint
+from gateway.live.tabs import CLOSE_GOING_AWAY
 from gateway.portal.wiring import build_intake
 from gateway.run.config import Settings
 from gateway.run.runtime import build_gateway
@@ -34,6 +37,8 @@ def static_dir() -> Path:
 
 
 STATIC_DIR = static_dir()
+
+log = logging.getLogger("callguard.app")
 
 
 class GatewayApp(Starlette):
@@ -68,6 +73,21 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
             await intake.stop()
             await gateway.stop()
 
+    async def drain() -> None:
+        """Graceful shutdown, before the server drops connections (gateway/run/server.py)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.shutdown_drain
+        drained = await intake.drain(settings.shutdown_drain)
+        if gateway.shared is not None:  # sibling processes get the last paints
+            # Within the drain's time, but a second at least: sending takes milliseconds.
+            await gateway.shared.flush(max(1.0, deadline - loop.time()))
+        log.info(
+            "shutting down: portal events %s; closing %d tabs with 1001",
+            "drained" if drained else "left undone",
+            gateway.tabs.count,
+        )
+        gateway.tabs.close_all(CLOSE_GOING_AWAY, "server restarting: reconnect")
+
     routes: list[BaseRoute] = [
         Route("/api/calls", post_call, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -90,4 +110,5 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
     app.state.gateway = gateway
     app.state.intake = intake
     app.state.demo_statuses = editable
+    app.state.drain = drain
     return app

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,42 +13,26 @@ import websockets
 
 from gateway.live.tokens import issue_token
 from gateway.tools.fakeportal import FakePortal
+from tests.process import ServeProcess
 from tests.timing import timeout
 
 SECRET = "serve-over-rest-secret-0123456789abcdef"
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
 def serve(fake_portal: FakePortal) -> Iterator[str]:
     """A real `callguard serve` process reading the CRM through the fake portal's webhook URL."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLGUARD_")}
-    env.update(
-        CALLGUARD_SECRET=SECRET,
-        CALLGUARD_PORTAL_URL=fake_portal.webhook_url,
-        CALLGUARD_HOST="127.0.0.1",
-        CALLGUARD_RATE_BURST="1000",
-        CALLGUARD_RATE_PER_SECOND="1000",
-        PORT=str(port),
+    gateway = ServeProcess(
+        {
+            "CALLGUARD_SECRET": SECRET,
+            "CALLGUARD_PORTAL_URL": fake_portal.webhook_url,
+            "CALLGUARD_RATE_BURST": "1000",
+            "CALLGUARD_RATE_PER_SECOND": "1000",
+        }
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    yield f"127.0.0.1:{port}"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=timeout(2))
+    yield f"127.0.0.1:{gateway.port}"
+    gateway.proc.send_signal(signal.SIGINT)
+    _, err = gateway.proc.communicate(timeout=timeout(2))
     assert "Traceback" not in err
     code = fake_portal.webhook_url.rstrip("/").rsplit("/", 1)[-1]
     assert code not in err, "the webhook code leaked into the server's log"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -133,9 +134,59 @@ async def test_bad_frames_get_errors_and_abuse_closes_1008(base: str) -> None:
             assert (await recv(ws))["code"] == code
         await send(ws, call())
         assert (await recv(ws))["type"] == "paint"  # still open and working
-        for _ in range(4):
+        for _ in range(5):  # three strikes above (an invalid phone is none), eight close
             await ws.send("{nope")
         assert await closed_code(ws) == 1008
+
+
+async def test_invalid_phones_are_answered_but_are_no_abuse() -> None:
+    settings = gateway_settings(tab_call_rate=1000.0)
+    app = create_app(settings)
+    gateway: Gateway = app.state.gateway
+    async with running_app(app, settings) as url, connect(ws_url(url)) as ws:
+        await recv(ws)
+        for n in range(12):  # more than the abuse limit (8 bad frames): still open
+            await send(ws, call(f"bad{n}", "abc"))
+            assert (await recv(ws))["code"] == "invalid_phone"
+        await send(ws, call())
+        assert (await recv(ws))["type"] == "paint"
+    metrics = gateway.metrics.render().decode()
+    assert 'callguard_frames_rejected_total{code="invalid_phone"} 12.0' in metrics
+    assert 'callguard_tab_closes_total{code="1008"}' not in metrics
+
+
+async def test_call_frames_beyond_the_tab_rate_get_rate_limited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="callguard.tabs")
+    # One call frame per ~17 minutes: the second frame is refused however slow the machine.
+    settings = gateway_settings(tab_call_rate=0.001)
+    app = create_app(settings)
+    gateway: Gateway = app.state.gateway
+    async with (
+        running_app(app, settings) as url,
+        connect(ws_url(url)) as ws,
+        connect(ws_url(url)) as other,
+    ):
+        await recv(ws)
+        await recv(other)
+        await send(ws, call("c1"))
+        assert (await recv(ws))["type"] == "paint"
+        assert (await recv(other))["type"] == "paint"
+        for call_id in ("c2", "c2b"):
+            await send(ws, call(call_id))
+            refused = await recv(ws)
+            assert (refused["type"], refused["code"]) == ("error", "rate_limited")
+            assert "call frames per second" in str(refused["message"])
+        await send(ws, {"type": "ended", "call_id": "c1"})  # other frames are not limited
+        assert await recv(ws) == {"type": "clear", "call_id": "c1"}
+        assert await recv(other) == {"type": "clear", "call_id": "c1"}
+        await send(other, call("c3"))  # the other tab has a budget of its own
+        assert (await recv(other))["call_id"] == "c3"
+    metrics = gateway.metrics.render().decode()
+    assert 'callguard_frames_rejected_total{code="rate_limited"} 2.0' in metrics
+    [line] = [r.getMessage() for r in caplog.records if "call frames per second" in r.getMessage()]
+    assert line.startswith("a tab of user 7 sends more than 0.001 call frames per second")
 
 
 async def test_api_calls_over_http(base: str) -> None:
@@ -208,7 +259,7 @@ def slow_data() -> DataFileDirectory:
 
 
 async def test_a_slow_tab_does_not_delay_a_fast_one_and_is_closed_1013() -> None:
-    settings = gateway_settings(heartbeat=4.0 * UNIT, tab_queue=4)
+    settings = gateway_settings(heartbeat=4.0 * UNIT)
     app = create_app(settings, slow_data())
     gateway: Gateway = app.state.gateway
     async with running_app(app, settings) as url:

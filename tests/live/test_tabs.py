@@ -4,31 +4,48 @@ from __future__ import annotations
 
 import asyncio
 
+from gateway.live import wire
+from gateway.live.bucket import TokenBucket
 from gateway.live.tabs import CLOSE_ABUSE, CLOSE_SLOW, Conduct, Outbox, Put, Tabs
+from rules.model import Decision
 from tests.timing import timeout
 
 
 def test_outbox_keeps_only_the_newest_frame_per_call() -> None:
-    box = Outbox(capacity=2)
+    box = Outbox(limit=14)
     assert box.put("c1", "paint 1") is Put.QUEUED
     assert box.put("c1", "paint 2") is Put.REPLACED
     assert box.put(None, "error a") is Put.QUEUED
     assert box.put("c1", "clear") is Put.REPLACED
+    assert box.size == len("clear") + len("error a")
     assert box.put("c2", "paint") is Put.OVERFLOW
     assert box.take(now=1.0) == "clear"
     assert box.take(now=1.0) == "error a"
     assert box.take(now=1.0) is None
+    assert box.size == 0
+
+
+def test_the_outbox_bound_is_in_bytes_not_frames() -> None:
+    box = Outbox(limit=100)
+    for call in range(50):  # fifty small frames fit where a frame count of 16 would not
+        assert box.put(f"c{call}", "x") is Put.QUEUED
+    assert box.put("c50", "x" * 51) is Put.OVERFLOW
+    assert box.put("c0", "x" * 52) is Put.OVERFLOW  # a replacement that outgrows the bound
+    assert box.put("c0", "x" * 50) is Put.REPLACED
+    assert box.size == 99
+    russian = Outbox(limit=10)
+    assert russian.put("c1", "Ромашка") is Put.OVERFLOW  # 7 characters, 14 bytes of UTF-8
 
 
 def test_frames_without_a_key_never_replace_each_other() -> None:
-    box = Outbox(capacity=3)
+    box = Outbox(limit=100)
     for frame in ("e1", "e2", "e3"):
         assert box.put(None, frame) is Put.QUEUED
     assert [box.take(0.0), box.take(0.0), box.take(0.0)] == ["e1", "e2", "e3"]
 
 
 def test_a_send_blocked_past_the_limit_is_stuck() -> None:
-    box = Outbox(capacity=4)
+    box = Outbox(limit=100)
     box.put("c1", "paint")
     assert not box.stuck(now=0.0, limit=1.0)
     assert box.take(now=10.0) == "paint"
@@ -39,7 +56,7 @@ def test_a_send_blocked_past_the_limit_is_stuck() -> None:
 
 
 def test_a_closed_outbox_takes_nothing() -> None:
-    box = Outbox(capacity=4)
+    box = Outbox(limit=100)
     box.put("c1", "paint")
     box.close()
     assert box.put("c1", "paint") is Put.CLOSED
@@ -54,6 +71,24 @@ def test_conduct_counts_strikes_within_the_window() -> None:
     assert not conduct.strike(20.0)  # the first two have aged out
     assert not conduct.strike(21.0)
     assert conduct.strike(22.0)
+
+
+def test_a_token_bucket_allows_its_burst_then_its_rate() -> None:
+    bucket = TokenBucket(rate=10.0, burst=10.0)
+    assert [bucket.take(5.0) for _ in range(11)] == [True] * 10 + [False]
+    assert not bucket.take(5.05)  # half a token has come back
+    assert [bucket.take(5.25) for _ in range(3)] == [True, True, False]  # two and a half
+    assert [bucket.take(100.0) for _ in range(11)] == [True] * 10 + [False]  # never above burst
+    assert not bucket.take(99.0)  # a clock that goes back gives nothing back
+
+
+def test_a_token_bucket_refuses_nonsense_limits() -> None:
+    for rate, burst in ((0.0, 10.0), (10.0, 0.5)):
+        try:
+            TokenBucket(rate, burst)
+        except ValueError:
+            continue
+        raise AssertionError(f"TokenBucket({rate}, {burst}) was accepted")
 
 
 class RecordingSocket:
@@ -91,7 +126,7 @@ class Clock:
 
 
 async def test_delivery_reaches_every_tab_of_the_user_only() -> None:
-    tabs = Tabs(capacity=4)
+    tabs = Tabs()
     a1, a2, b = RecordingSocket(), RecordingSocket(), RecordingSocket()
     tabs.open("1", a1)
     tabs.open("1", a2)
@@ -108,7 +143,7 @@ async def test_delivery_reaches_every_tab_of_the_user_only() -> None:
 async def test_a_stuck_tab_is_swept_with_1013_and_leaves_the_registry() -> None:
     clock = Clock()
     closes: list[int] = []
-    tabs = Tabs(capacity=4, stuck_after=5.0, clock=clock)
+    tabs = Tabs(stuck_after=5.0, clock=clock)
     tabs.on_close = closes.append
     slow, fast = RecordingSocket(), RecordingSocket()
     slow.gate.clear()
@@ -137,7 +172,7 @@ async def test_a_stuck_tab_is_swept_with_1013_and_leaves_the_registry() -> None:
 
 
 async def test_an_outbox_that_overflows_closes_the_tab() -> None:
-    tabs = Tabs(capacity=2)
+    tabs = Tabs(queue_bytes=20)
     sock = RecordingSocket()
     sock.gate.clear()
     tab = tabs.open("1", sock)
@@ -145,6 +180,45 @@ async def test_an_outbox_that_overflows_closes_the_tab() -> None:
         tabs.deliver("1", call, "paint " + call)
     assert tab.closed
     assert tabs.count == 0
+
+
+async def test_a_burst_of_40_calls_reaches_5_slow_but_reading_tabs() -> None:
+    """Issue 9 item 6: 40 calls of one user at once, on 5 tabs whose sends are all blocked
+    while the burst is queued (each call ends in a paint, or a clear when the user's call
+    limit ended it): every tab gets every call, none is closed."""
+    tabs = Tabs()
+    socks = [RecordingSocket() for _ in range(5)]
+    for sock in socks:
+        sock.gate.clear()
+        tabs.open("7", sock)
+    reason = "Клиент другого менеджера в работе " * 4
+    for n in range(40):
+        tabs.deliver(
+            "7",
+            f"c{n}",
+            wire.paint(f"c{n}", 1, Decision("red", "#d32f2f", "foreign-client-in-work", reason)),
+        )
+        if n >= 8:  # the per-user call limit ends the oldest call
+            tabs.deliver("7", f"c{n - 8}", wire.clear(f"c{n - 8}"))
+    assert tabs.count == 5
+    for sock in socks:
+        sock.gate.set()
+    for sock in socks:
+        await sock.wait(40)
+        assert sock.closed is None
+        seen = [frame.split('"call_id":"', 1)[1].split('"', 1)[0] for frame in sock.frames]
+        assert sorted(seen) == sorted(f"c{n}" for n in range(40))
+
+
+async def test_call_frames_beyond_the_rate_are_refused_per_tab() -> None:
+    clock = Clock()
+    tabs = Tabs(clock=clock, call_rate=3.0)
+    first, second = tabs.open("1", RecordingSocket()), tabs.open("1", RecordingSocket())
+    assert [first.may_call() for _ in range(4)] == [True, True, True, False]
+    assert second.may_call()  # each tab has a budget of its own
+    clock.now = 1.0
+    assert first.may_call()
+    assert not first.closed
 
 
 async def test_abuse_closes_with_1008() -> None:

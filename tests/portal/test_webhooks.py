@@ -172,6 +172,17 @@ async def test_start_before_init_and_end_before_start(fake: FakePortal) -> None:
         assert (paint["call_id"], paint["colour"]) == ("late-init", "red")
 
 
+async def test_a_draining_gateway_refuses_new_events() -> None:
+    async with gateway_running(portal_settings()) as gw:
+        assert await gw.portal.drain(timeout())  # nothing was queued: drained at once
+        form = {"event": "ONVOXIMPLANTCALLSTART", "data": {"CALL_ID": "c1", "USER_ID": "7"}}
+        form["auth"] = {"application_token": WEBHOOK_TOKEN}
+        status, body = await post(gw.events_url, encode_form(form))
+        metrics = generate_latest(gw.app.state.gateway.metrics.registry).decode()
+    assert (status, body["error"]) == (503, "shutting_down")
+    assert 'callguard_portal_events_total{event="-",outcome="shutting_down"} 1.0' in metrics
+
+
 async def test_a_full_queue_drops_instead_of_growing() -> None:
     gate = asyncio.Event()
     taken = asyncio.Event()

@@ -65,7 +65,12 @@ def test_missing_secret_stops_start_up_unless_insecure_dev() -> None:
             {**SECRET, "CALLGUARD_LOOKUP_DEADLINE": "0"},
             r"^CALLGUARD_LOOKUP_DEADLINE: must be between",
         ),
-        ({**SECRET, "CALLGUARD_TAB_QUEUE": "-1"}, r"^CALLGUARD_TAB_QUEUE: must be a whole number"),
+        (
+            {**SECRET, "CALLGUARD_TAB_QUEUE_BYTES": "16"},
+            r"^CALLGUARD_TAB_QUEUE_BYTES: must be a whole number from 16384",
+        ),
+        ({**SECRET, "CALLGUARD_TAB_CALL_RATE": "0"}, r"^CALLGUARD_TAB_CALL_RATE: must be between"),
+        ({**SECRET, "CALLGUARD_SHUTDOWN_DRAIN": "-1"}, r"^CALLGUARD_SHUTDOWN_DRAIN: must be"),
         ({**SECRET, "CALLGUARD_LOG_FORMAT": "xml"}, r"^CALLGUARD_LOG_FORMAT: must be text or json"),
         (
             {**SECRET, "CALLGUARD_ALLOWED_ORIGINS": "https://a.example, https://b.example/path"},
@@ -101,6 +106,16 @@ def test_missing_secret_stops_start_up_unless_insecure_dev() -> None:
 def test_invalid_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_the_tab_queue_is_bounded_in_bytes_and_the_old_frame_count_is_deprecated() -> None:
+    settings = Settings.from_env({**SECRET, "CALLGUARD_TAB_QUEUE_BYTES": "65536"})
+    assert (settings.tab_queue_bytes, settings.warnings) == (65536, ())
+    assert Settings.from_env(SECRET).tab_queue_bytes == 256 * 1024
+    old = Settings.from_env({**SECRET, "CALLGUARD_TAB_QUEUE": "16"})
+    [warning] = old.warnings
+    assert "CALLGUARD_TAB_QUEUE is deprecated and ignored" in warning
+    assert "CALLGUARD_TAB_QUEUE_BYTES" in warning
 
 
 def test_webhook_code_is_masked_in_errors_and_urls() -> None:
