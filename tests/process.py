@@ -1,26 +1,18 @@
-"""A real gateway process for tests that need one (signals, several processes): ``callguard serve``
-on a free loopback port, its stderr kept for the test to read once it has exited."""
+"""A real gateway process driven from async tests (signals, several processes): ``callguard serve``
+on a free loopback port, its stderr kept for the test to read once it has exited. The synchronous
+runner with stderr read line by line is :mod:`tests.processes`; both start from its clean
+environment and free port."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 
+from tests.processes import ROOT, clean_env, free_port
 from tests.timing import timeout
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ServeProcess:
@@ -28,8 +20,7 @@ class ServeProcess:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.port = free_port()
-        clean = {k: v for k, v in os.environ.items() if not k.startswith("CALLGUARD_")}
-        clean.update(env, CALLGUARD_HOST="127.0.0.1", PORT=str(self.port))
+        clean = clean_env({**env, "CALLGUARD_HOST": "127.0.0.1", "PORT": str(self.port)})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve"],
             cwd=ROOT,

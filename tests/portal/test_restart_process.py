@@ -4,51 +4,38 @@ its starts (before the database, the first change after a restart became the bas
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from gateway.tools.fakeportal import FakePortal
-from tests.crm.test_serve_over_rest import free_port, wait_healthy
 from tests.portal.conftest import ALL_EVENTS, WEBHOOK_TOKEN
-from tests.portal.test_setup_portal import ROOT, setup_portal
+from tests.portal.test_setup_portal import setup_portal
+from tests.process import ServeProcess
 from tests.timing import timeout
 
 
 @contextlib.asynccontextmanager
 async def serve(portal: FakePortal, database_url: str) -> AsyncIterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLGUARD_")}
-    env.update(
-        CALLGUARD_SECRET="restart-test-secret-0123456789abcdef",
-        CALLGUARD_PORTAL_URL=portal.webhook_url,
-        CALLGUARD_WEBHOOK_TOKEN=WEBHOOK_TOKEN,
-        CALLGUARD_DATABASE_URL=database_url,
-        CALLGUARD_HOST="127.0.0.1",
-        CALLGUARD_RATE_BURST="1000",
-        CALLGUARD_RATE_PER_SECOND="1000",
-        PORT=str(port),
+    gateway = ServeProcess(
+        {
+            "CALLGUARD_SECRET": "restart-test-secret-0123456789abcdef",
+            "CALLGUARD_PORTAL_URL": portal.webhook_url,
+            "CALLGUARD_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+            "CALLGUARD_DATABASE_URL": database_url,
+            "CALLGUARD_RATE_BURST": "1000",
+            "CALLGUARD_RATE_PER_SECOND": "1000",
+        }
     )
-    proc = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "gateway", "serve"),
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    address = f"127.0.0.1:{port}"
     try:
-        await wait_healthy(address)
-        yield f"http://{address}"
+        await gateway.ready()
+        yield gateway.url
     finally:
-        proc.send_signal(signal.SIGINT)
-        async with asyncio.timeout(timeout(2)):
-            _, err = await proc.communicate()
-        assert b"Traceback" not in err, err.decode()
+        gateway.proc.send_signal(signal.SIGINT)
+        await gateway.exited()
+        gateway.kill()
+    assert "Traceback" not in gateway.stderr, gateway.stderr
 
 
 async def test_a_peer_change_right_after_a_restart_is_reverted(tmp_path: Path) -> None:
