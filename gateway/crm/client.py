@@ -185,7 +185,10 @@ class BitrixClient:
     async def batch(
         self, commands: Mapping[str, str], *, deadline: float, halt: bool = False
     ) -> BatchAnswer:
-        """One ``batch`` request; sub-request errors are returned, not raised."""
+        """One ``batch`` request; sub-request errors are returned, not raised (turn one into an
+        exception with :meth:`sub_error`). A paused method in ``commands`` fails it unsent."""
+        for text in commands.values():
+            self._check_allowed(text.partition("?")[0])
         answer = await self.call(
             "batch", {"halt": int(halt), "cmd": dict(commands)}, deadline=deadline
         )
@@ -198,6 +201,19 @@ class BitrixClient:
                 name = commands.get(key, "").partition("?")[0]
                 self._pause(name, _php_map(body.get("result_time")).get(key))
         return BatchAnswer(results, errors)
+
+    def sub_error(self, method: str, error: Any) -> BitrixError:
+        """The exception for a batch sub-request's error (already counted by :meth:`batch`)."""
+        code = str(error.get("error") or "") if isinstance(error, dict) else ""
+        text = str(error.get("error_description") or "") if isinstance(error, dict) else ""
+        if code in CONFIG_ERRORS:
+            self._config_error = (f"{method}: {code}: {self.mask(text)}", time.monotonic())
+            return BitrixConfigError(method, code, self.mask(text), None, self.portal)
+        cls = {
+            "QUERY_LIMIT_EXCEEDED": BitrixRateLimited,
+            "OPERATION_TIME_LIMIT": BitrixMethodPaused,
+        }
+        return cls.get(code, BitrixError)(method, code, self.mask(text), None, self.portal)
 
     def _check_allowed(self, method: str) -> None:
         now = time.monotonic()
