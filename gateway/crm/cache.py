@@ -30,6 +30,7 @@ from aiocache.serializers import StringSerializer
 
 from gateway.crm import KINDS, Directory, DirectoryError
 from gateway.crm import metrics as m
+from gateway.crm.budget import LANE, Lane, current_lane
 from gateway.crm.dataset import Dataset
 from gateway.crm.statusfield import RestAccess
 from rules.model import Company, Contact, Findings, Lead
@@ -54,21 +55,27 @@ class CachedDirectory:
         self.negative_ttl = negative_ttl
         self.max_size = max_size
         self._inflight: dict[str, asyncio.Task[Findings]] = {}
+        self._lanes: dict[asyncio.Task[Findings], Lane | None] = {}  # each lookup's budget lane
         self._recent: OrderedDict[str, None] = OrderedDict()  # numbers this process cached, LRU
 
     async def lookup(self, phone: str) -> Findings:
         task = self._inflight.get(phone)
         if task is not None:
             m.coalesced.inc()
+            lane = self._lanes.get(task)
+            if lane is not None and current_lane().live:
+                lane.promote()  # a live call waits for this pre-warm now: it goes first
             return await asyncio.shield(task)
         # Ordering rule: register the in-flight task BEFORE any await. A caller arriving while
         # this one awaits (the cache, the portal) must find it, or one number gets two lookups.
         task = asyncio.ensure_future(self._load(phone))
         self._inflight[phone] = task
+        self._lanes[task] = LANE.get()  # the task's lane (it runs in a copy of our context)
         task.add_done_callback(partial(self._done, phone))
         return await asyncio.shield(task)
 
     def _done(self, phone: str, task: asyncio.Task[Findings]) -> None:
+        self._lanes.pop(task, None)
         if self._inflight.get(phone) is task:
             del self._inflight[phone]
         if task.cancelled():

@@ -63,7 +63,7 @@ class BitrixDirectory:
         dialect = self.dialect
         method, params = dialect.get(kind, entity_id)
         try:
-            answer = await self.client.call(method, params, deadline=deadline)
+            answer = await self.client.call(method, params, deadline=deadline, background=True)
         except BitrixError as err:
             if err.error == "ERROR_METHOD_NOT_FOUND" and dialect.items:
                 self.dialect = CLASSIC

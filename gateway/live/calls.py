@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.crm import Directory
+from gateway.crm.budget import background
 from gateway.live import wire
 from gateway.run.metrics import Metrics
 from rules.decide import decide, none_decision
@@ -296,7 +297,9 @@ class Calls:
         return decide(findings, event.user_id, self.policy)
 
     async def _prewarm(self, key: str) -> None:
-        with contextlib.suppress(Exception):  # the cache logs a failed lookup; no call waits
+        # Background lane: a pre-warm never takes the portal budget's last places from a live
+        # call (a live call joining this lookup promotes it).
+        with contextlib.suppress(Exception), background():  # the cache logs a failed lookup
             await self.directory.lookup(key)
 
     def _expire(self, user_id: str, call_id: str, call: _Call) -> None:

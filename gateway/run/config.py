@@ -47,6 +47,8 @@ class Settings:
     call_timeout: float = 900.0
     rate_burst: int = 50
     rate_per_second: float = 2.0
+    rate_reserve: int = 10
+    user_rate_share: float = 1.0
     tab_queue: int = 16
     heartbeat: float = 20.0
     max_frame: int = 4096
@@ -187,6 +189,8 @@ class _Reader:
             call_timeout=self.number("CALL_TIMEOUT", 900.0, 1.0, 86_400.0),
             rate_burst=self.integer("RATE_BURST", 50, 1, 10_000),
             rate_per_second=self.number("RATE_PER_SECOND", 2.0, 0.01, 10_000.0),
+            rate_reserve=self.integer("RATE_RESERVE", 10, 0, 10_000),
+            user_rate_share=self.number("USER_RATE_SHARE", 1.0, 0.01, 1.0),
             tab_queue=self.integer("TAB_QUEUE", 16, 1, 1024),
             heartbeat=self.number("HEARTBEAT", 20.0, 0.05, 3600.0),
             max_frame=self.integer("MAX_FRAME", 4096, 256, 1_048_576),
