@@ -21,6 +21,7 @@ from typing import Any
 from gateway.crm.forms import encode_form
 
 ENTITY_TYPE_IDS = {"lead": 1, "contact": 3, "company": 4}
+MAX_PEOPLE = 20  # a company's contacts re-read after its change (the cache's index has the rest)
 # kind -> fields to select (classic names; the status field is added for companies)
 FIELDS = {
     "lead": ["ID", "TITLE", "STATUS_ID", "ASSIGNED_BY_ID", "COMPANY_ID", "CONTACT_ID", "PHONE"],
@@ -90,6 +91,41 @@ class Dialect:
             params: dict[str, Any] = {"entityTypeId": ENTITY_TYPE_IDS[kind], "id": ident}
             return "crm.item.get", {**params, "useOriginalUfNames": "Y"}
         return f"crm.{kind}.get", {"id": ident}
+
+    def get_command(self, kind: str, ident: str) -> str:
+        method, params = self.get(kind, ident)
+        return f"{method}?" + encode_form(params)
+
+    def people(self, company: str) -> dict[str, str]:
+        """Batch commands for a company's contacts (``C``) and leads (``L``), with phones."""
+        leads = {"COMPANY_ID": company}
+        if self.items:
+            # The company's contactIds (from "E", its crm.item.get) as one whole-value reference.
+            contacts = self.list_command("contact", "$result[E][item][contactIds]", ())
+            return {"C": contacts, "L": self._filtered("lead", leads)}
+        refs = [f"$result[cc][{k}][CONTACT_ID]" for k in range(MAX_PEOPLE)]
+        return {
+            "cc": f"crm.company.contact.items.get?id={company}",
+            "C": self.list_command("contact", ["0", *refs]),
+            "L": self._filtered("lead", leads),
+        }
+
+    def contact_ids(self, company: dict[str, Any], links: Any) -> set[str]:
+        """The contact ids a company's ``get`` (crm.item) or its contact items (classic) name."""
+        if self.items:
+            return {str(c) for c in company.get("contactIds") or []}
+        rows = links if isinstance(links, list) else []
+        return {str(r.get("CONTACT_ID")) for r in rows if isinstance(r, dict)}
+
+    def _filtered(self, kind: str, filt: dict[str, str]) -> str:
+        if self.items:
+            camel = {CAMEL.get(k, k): v for k, v in filt.items()}
+            select = ["id", CAMEL["COMPANY_ID"], "fm"]
+            query = {"entityTypeId": ENTITY_TYPE_IDS[kind], "filter": camel, "select": select}
+            return "crm.item.list?" + encode_form(query)
+        return f"crm.{kind}.list?" + encode_form(
+            {"filter": filt, "select": ["ID", "COMPANY_ID", "PHONE"]}
+        )
 
     def row(self, result: Any) -> dict[str, Any]:
         """A ``get`` answer's row, in the internal shape."""

@@ -10,9 +10,9 @@ import time
 
 import phonenumbers
 
-from gateway.crm.client import BitrixClient, BitrixError
-from gateway.crm.dialect import CLASSIC, ITEMS, Dialect
-from gateway.crm.lookup import Lookup
+from gateway.crm.client import BitrixClient
+from gateway.crm.dialect import CLASSIC, ITEMS, Dialect, method_missing
+from gateway.crm.lookup import Lookup, ref
 from gateway.crm.statusfield import RestAccess, StatusField
 from gateway.run.config import DEFAULT_STATUS_FIELD
 from rules.model import Findings
@@ -55,24 +55,40 @@ class BitrixDirectory:
         return await Lookup(self, phone, time.monotonic() + self.deadline).run()
 
     async def changed(self, kind: str, entity_id: str, deleted: bool) -> set[str]:
-        """The phone keys the entity has now (none if it is gone). The numbers it had are the
-        cache's to know (its entity index): the portal no longer says."""
+        """The phone keys whose lookups may differ now that the entity changed, as the portal
+        has them now: the entity's numbers and, for a company, its contacts' and leads' (a
+        contact linked since is not in the cache's index under the company). The numbers it
+        had are the cache's to know (its entity index): the portal no longer says. One batch,
+        in the background lane."""
         if deleted:
             return set()
-        deadline = time.monotonic() + CHANGE_TIMEOUT
         dialect = self.dialect
-        method, params = dialect.get(kind, entity_id)
-        try:
-            answer = await self.client.call(method, params, deadline=deadline, background=True)
-        except BitrixError as err:
-            if err.error == "ERROR_METHOD_NOT_FOUND" and dialect.items:
-                self.dialect = CLASSIC
-                return await self.changed(kind, entity_id, deleted)
-            if err.status == 400 and (err.description == "Not found" or err.error == "NOT_FOUND"):
+        commands = dialect.people(entity_id) if kind == "company" else {}
+        commands = {"E": dialect.get_command(kind, entity_id), **commands}
+        deadline = time.monotonic() + CHANGE_TIMEOUT
+        answer = await self.client.batch(commands, deadline=deadline, background=True)
+        errors = answer.errors
+        if dialect.items and any(method_missing(e) for e in errors.values()):
+            self.dialect = CLASSIC
+            return await self.changed(kind, entity_id, deleted)
+        if "E" in errors:
+            err = self.client.sub_error(commands["E"].partition("?")[0], errors["E"])
+            if err.description == "Not found" or err.error == "NOT_FOUND":
                 return set()
-            raise
-        row = dialect.row(answer.result)
-        values = [p.get("VALUE") for p in row.get("PHONE") or [] if isinstance(p, dict)]
+            raise err
+        for key, error in errors.items():
+            raise self.client.sub_error(commands[key].partition("?")[0], error)
+        row = dialect.row(answer.results.get("E"))
+        rows = [row]
+        if kind == "company":
+            contacts = dialect.contact_ids(row, answer.results.get("cc"))
+            rows += [r for r in dialect.rows(answer.results.get("C")) if r["ID"] in contacts]
+            rows += [
+                r
+                for r in dialect.rows(answer.results.get("L"))
+                if ref(r.get("COMPANY_ID")) == entity_id
+            ]
+        values = [p.get("VALUE") for r in rows for p in r.get("PHONE") or [] if isinstance(p, dict)]
         return {k for v in values if isinstance(v, str) and (k := try_normalize(v, self.region))}
 
     def health(self) -> dict[str, object]:

@@ -52,7 +52,10 @@ class Items:
         except RestError:
             raise RestError(400, "NOT_FOUND", "Element not found") from None
         original = _yes(arg(params, "useOriginalUfNames"))
-        return Reply({"item": item(self.store.view(kind, rec), ["*", "fm"], original)})
+        row = item(self.store.view(kind, rec), ["*", "fm"], original)
+        if kind == "company":
+            row["contactIds"] = [int(c) for c in self.store.company_contacts(rec["ID"])]
+        return Reply({"item": row})
 
     def list(self, params: dict[str, Any]) -> Reply:
         kind = self.kind(params)
