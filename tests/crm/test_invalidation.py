@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 
 from gateway.crm.build import build_directory
-from gateway.crm.cache import CachedDirectory, redis_cache
+from gateway.crm.cache import CachedDirectory
 from gateway.tools.fakeportal import FakePortal
-from tests.crm.conftest import portal_settings
-from tests.redis_server import REDIS_URL, require_redis
+from tests.crm.conftest import portal_settings, redis_processes
 from tests.timing import timeout
 
 COMPANY = "11"
@@ -36,14 +34,8 @@ async def pair(
         yield one, one
         await one.close()
         return
-    require_redis()
-    namespace = f"callguard-test-{uuid.uuid4().hex}:"
-    one = build_directory(settings, cache=redis_cache(REDIS_URL, namespace))
-    two = build_directory(settings, cache=redis_cache(REDIS_URL, namespace))
-    yield one, two
-    await one.cache.clear()
-    await one.close()
-    await two.close()
+    async with redis_processes(fake_portal) as (one, two):
+        yield one, two
 
 
 def status_of(found: object, company: str) -> str | None:

@@ -10,7 +10,7 @@ import pytest
 from gateway.crm.build import build_directory
 from gateway.crm.cache import CachedDirectory, redis_cache
 from gateway.tools.fakeportal import FakePortal
-from tests.crm.conftest import portal_settings
+from tests.crm.conftest import portal_settings, redis_processes
 from tests.redis_server import require_redis
 
 pytestmark = pytest.mark.redis
@@ -20,15 +20,8 @@ REDIS = "redis://127.0.0.1:6379/0"
 @pytest.fixture
 async def shared(fake_portal: FakePortal) -> AsyncIterator[tuple[CachedDirectory, CachedDirectory]]:
     """Two gateway processes' directories sharing one Redis namespace."""
-    require_redis()
-    namespace = f"callguard-test-{uuid.uuid4().hex}:"
-    settings = portal_settings(fake_portal)
-    one = build_directory(settings, cache=redis_cache(REDIS, namespace))
-    two = build_directory(settings, cache=redis_cache(REDIS, namespace))
-    yield one, two
-    await one.cache.clear()
-    await one.close()
-    await two.close()
+    async with redis_processes(fake_portal) as (one, two):
+        yield one, two
 
 
 async def test_a_lookup_cached_by_one_process_is_warm_for_another(

@@ -66,7 +66,10 @@ async def test_the_fallback_to_classic_methods_costs_one_request_once(
             assert (await directory.lookup("+74951234567")).companies[0].id == "10"
             assert portal.requests == {"batch": 3}  # the details batch again, classic
             # the company's number, its contact's and its lead's
-            assert await directory.changed("company", "10", False) == {"+74951234567", "+79160001122"}
+            assert await directory.changed("company", "10", False) == {
+                "+74951234567",
+                "+79160001122",
+            }
         finally:
             await directory.close()
 
