@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.crm.dataset import Dataset, id_order, rec_order
-from gateway.crm.phoneindex import PhoneIndex, company_of, contact_of, lead_of
+from gateway.crm.dataset import Dataset
+from gateway.crm.phoneindex import PhoneIndex, assemble
 from rules.model import Findings
 from rules.phones import DEFAULT_REGION, try_normalize
 
@@ -22,24 +22,13 @@ def findings_for(data: Dataset, phone: str, region: str = DEFAULT_REGION) -> Fin
     def matches(phones: list[str]) -> bool:
         return any(try_normalize(p, region) == phone for p in phones)
 
-    leads = [x for x in data.leads.values() if matches(x.phones)]
-    contacts = [x for x in data.contacts.values() if matches(x.phones)]
-    companies = [x for x in data.companies.values() if matches(x.phones)]
-    linked: set[str] = set()
-    for contact in contacts:
-        linked.update(data.contact_companies(contact.id))
-    linked.update(x.company for x in leads if x.company and x.company in data.companies)
-    return Findings(
-        phone=phone,
-        leads=tuple(lead_of(data, x) for x in sorted(leads, key=rec_order)),
-        contacts=tuple(
-            contact_of(data, x, data.contact_companies(x.id))
-            for x in sorted(contacts, key=rec_order)
-        ),
-        companies=tuple(company_of(data, x) for x in sorted(companies, key=rec_order)),
-        linked_companies=tuple(
-            company_of(data, data.companies[i]) for i in sorted(linked, key=id_order)
-        ),
+    return assemble(
+        data,
+        phone,
+        [x for x in data.leads.values() if matches(x.phones)],
+        [x for x in data.contacts.values() if matches(x.phones)],
+        [x for x in data.companies.values() if matches(x.phones)],
+        data.contact_companies,
     )
 
 

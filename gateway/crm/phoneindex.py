@@ -11,6 +11,7 @@ a large file does not stall the event loop.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 from gateway.crm.dataset import CompanyRec, ContactRec, Dataset, LeadRec, id_order, rec_order
 from rules.model import Company, Contact, Findings, Lead
@@ -112,24 +113,13 @@ class PhoneIndex:
         if not ids:
             return Findings(phone=phone)
         data = self.data
-        leads = [data.leads[i] for i in ids.get("lead", ()) if i in data.leads]
-        contacts = [data.contacts[i] for i in ids.get("contact", ()) if i in data.contacts]
-        companies = [data.companies[i] for i in ids.get("company", ()) if i in data.companies]
-        linked: set[str] = set()
-        for contact in contacts:
-            linked.update(self.contact_companies(contact.id))
-        linked.update(x.company for x in leads if x.company and x.company in data.companies)
-        return Findings(
-            phone=phone,
-            leads=tuple(lead_of(data, x) for x in sorted(leads, key=rec_order)),
-            contacts=tuple(
-                contact_of(data, x, self.contact_companies(x.id))
-                for x in sorted(contacts, key=rec_order)
-            ),
-            companies=tuple(company_of(data, x) for x in sorted(companies, key=rec_order)),
-            linked_companies=tuple(
-                company_of(data, data.companies[i]) for i in sorted(linked, key=id_order)
-            ),
+        return assemble(
+            data,
+            phone,
+            [data.leads[i] for i in ids.get("lead", ()) if i in data.leads],
+            [data.contacts[i] for i in ids.get("contact", ()) if i in data.contacts],
+            [data.companies[i] for i in ids.get("company", ()) if i in data.companies],
+            self.contact_companies,
         )
 
     # -- changes -----------------------------------------------------------------------------
@@ -154,6 +144,32 @@ class PhoneIndex:
         contacts |= self._named_by_contacts.get(company, set())
         keys = {k for c in contacts for k in self.keys("contact", c)}
         return keys | {k for x in self._leads.get(company, ()) for k in self.keys("lead", x)}
+
+
+def assemble(
+    data: Dataset,
+    phone: str,
+    leads: list[LeadRec],
+    contacts: list[ContactRec],
+    companies: list[CompanyRec],
+    contact_companies: Callable[[str], list[str]],
+) -> Findings:
+    """The Findings of ``phone`` from the records that matched it."""
+    linked: set[str] = set()
+    for contact in contacts:
+        linked.update(contact_companies(contact.id))
+    linked.update(x.company for x in leads if x.company and x.company in data.companies)
+    return Findings(
+        phone=phone,
+        leads=tuple(lead_of(data, x) for x in sorted(leads, key=rec_order)),
+        contacts=tuple(
+            contact_of(data, x, contact_companies(x.id)) for x in sorted(contacts, key=rec_order)
+        ),
+        companies=tuple(company_of(data, x) for x in sorted(companies, key=rec_order)),
+        linked_companies=tuple(
+            company_of(data, data.companies[i]) for i in sorted(linked, key=id_order)
+        ),
+    )
 
 
 def lead_of(data: Dataset, x: LeadRec) -> Lead:
