@@ -36,8 +36,14 @@ from gateway.crm import metrics as m
 
 @dataclass(slots=True)
 class Lane:
+    """Who asks: live or background, for which user, and how many requests it still needs.
+    One lookup is one lane: its requests keep the place in the queue its first one took, so a
+    lookup that has begun finishes before new ones start (a half-done lookup is wasted budget)."""
+
     live: bool = True
     user: str | None = None
+    expect: int = 1  # requests this work still needs, counting the next one
+    seq: int | None = None  # its place in the queue, from its first request
     _bucket: Budget | None = field(default=None, repr=False)
 
     def promote(self) -> None:
@@ -158,17 +164,23 @@ class Budget:
         for waiter in self._queue:
             waiter.woken.set()
 
+    @staticmethod
+    def _order(w: _Waiter) -> tuple[bool, int, int]:
+        return (not w.lane.live, w.lane.seq if w.lane.seq is not None else w.seq, w.seq)
+
     def _head(self) -> _Waiter:
-        return min(self._queue, key=lambda w: (not w.lane.live, w.seq))
+        return min(self._queue, key=self._order)
 
     def _ahead(self, me: _Waiter) -> int:
-        key = (not me.lane.live, me.seq)
-        return sum(1 for w in self._queue if (not w.lane.live, w.seq) < key)
+        key = self._order(me)
+        return sum(1 for w in self._queue if self._order(w) < key)
 
     async def acquire(self, lane: Lane, deadline: float) -> None:
         """Wait for a place; :class:`BudgetExhausted` at once if it cannot come in time."""
         self._user_share(lane)
         me = _Waiter(lane, next(self._seq))
+        if lane.seq is None:
+            lane.seq = me.seq
         lane._bucket = self
         self._queue.append(me)
         waited = False
@@ -182,13 +194,16 @@ class Budget:
                         m.budget_waits.labels(_name(lane)).inc()
                     self._take_user(lane)
                     return
+                # The places this work needs after this one come at the drain rate at best.
+                rest = max(0, lane.expect - 1) / self.per_second
                 if head:
-                    self._head_wait = projected = wait
+                    self._head_wait = wait
+                    projected = wait + rest
                 else:
                     # Behind a throttled head each place ahead drains first; behind one that is
                     # going through, wait to be woken.
                     ahead = self._ahead(me) / self.per_second
-                    projected = self._head_wait + ahead if self._head_wait > 0 else 0.0
+                    projected = self._head_wait + ahead + rest if self._head_wait > 0 else 0.0
                 now = time.monotonic()
                 if now + projected >= deadline:
                     m.budget_refusals.labels(_name(lane)).inc()

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from gateway.crm.budget import LANE, Lane
 from gateway.crm.client import BatchAnswer, BitrixError
 from gateway.crm.dialect import CLASSIC, method_missing
 from gateway.crm.forms import encode_form
@@ -55,12 +56,22 @@ class Lookup:
         self.enum_fresh = False
 
     async def run(self) -> Findings:
+        # One lane for the lookup: its second request keeps the first one's place in the
+        # budget's queue, and the first is refused if both cannot come before the deadline.
+        # A lane set by the caller (background work, a user's share) is kept, so that a live
+        # call joining this lookup can promote it.
+        outer = LANE.get()
+        self.lane = outer if outer is not None else Lane()
+        self.lane.expect = 2
+        token = LANE.set(self.lane)
         try:
             return await self._run()
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise BitrixError(
                 "batch", "BAD_RESPONSE", f"unexpected answer shape ({err!r})"
             ) from None
+        finally:
+            LANE.reset(token)
 
     async def _run(self) -> Findings:
         found = await self._batch(self._find_commands())
@@ -69,6 +80,7 @@ class Lookup:
             for kind, _ in KINDS
         }
         self._take_enum(found)
+        self.lane.expect = 1
         if not any(ids.values()):
             return Findings(phone=self.phone)
         answer = await self._batch(self._detail_commands(ids))

@@ -304,6 +304,10 @@ class FakePortal:
         try:
             params = await _read_params(request)
             self.faults.commands[method] += 1
+            if self.faults.command_latency > 0:
+                cmd = params.get("cmd") if method == "batch" else None
+                count = len(cmd) if isinstance(cmd, dict | list) else 1
+                await asyncio.sleep(self.faults.command_latency * count)
             if method == "batch":
                 reply = run_batch(params, self._sub_command)
             else:
