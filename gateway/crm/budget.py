@@ -68,6 +68,17 @@ def background() -> Iterator[Lane]:
         LANE.reset(token)
 
 
+@contextlib.contextmanager
+def for_user(user: str) -> Iterator[Lane]:
+    """A live lookup for ``user``: REST requests made inside count against the user's share."""
+    lane = Lane(live=True, user=user)
+    token = LANE.set(lane)
+    try:
+        yield lane
+    finally:
+        LANE.reset(token)
+
+
 def current_lane(background: bool | None = None) -> Lane:
     lane = LANE.get()
     if background is None:

@@ -36,7 +36,7 @@ def source_directory(settings: Settings) -> Directory:
         rate_burst=settings.rate_burst,
         rate_per_second=settings.rate_per_second,
         rate_reserve=settings.rate_reserve,
-        user_share=settings.user_rate_share,
+        user_share=settings.user_rate_share,  # where a lookup carries its user (live calls)
     )
     level = None
     if settings.redis_url is not None:

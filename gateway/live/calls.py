@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.crm import Directory
-from gateway.crm.budget import background
+from gateway.crm.budget import background, for_user
 from gateway.live import wire
 from gateway.run.metrics import Metrics
 from rules.decide import decide, none_decision
@@ -283,8 +283,11 @@ class Calls:
     async def _decide(self, event: CallEvent) -> Decision:
         started = time.perf_counter()
         try:
+            # The caller's lane: a cold lookup counts against its user's share of the portal
+            # budget (CALLGUARD_USER_RATE_SHARE), so one user's flood leaves the others theirs.
             async with asyncio.timeout(self.lookup_deadline):
-                findings = await self.directory.lookup(event.phone)
+                with for_user(event.user_id):
+                    findings = await self.directory.lookup(event.phone)
         except TimeoutError:
             self.metrics.lookups.labels("late").inc()
             return none_decision(LATE_REASON)

@@ -48,7 +48,7 @@ class Settings:
     rate_burst: int = 50
     rate_per_second: float = 2.0
     rate_reserve: int = 10
-    user_rate_share: float = 1.0
+    user_rate_share: float = 0.5
     tab_queue: int = 16
     heartbeat: float = 20.0
     max_frame: int = 4096
@@ -190,7 +190,7 @@ class _Reader:
             rate_burst=self.integer("RATE_BURST", 50, 1, 10_000),
             rate_per_second=self.number("RATE_PER_SECOND", 2.0, 0.01, 10_000.0),
             rate_reserve=self.integer("RATE_RESERVE", 10, 0, 10_000),
-            user_rate_share=self.number("USER_RATE_SHARE", 1.0, 0.01, 1.0),
+            user_rate_share=self.number("USER_RATE_SHARE", 0.5, 0.01, 1.0),
             tab_queue=self.integer("TAB_QUEUE", 16, 1, 1024),
             heartbeat=self.number("HEARTBEAT", 20.0, 0.05, 3600.0),
             max_frame=self.integer("MAX_FRAME", 4096, 256, 1_048_576),

@@ -154,3 +154,19 @@ async def test_a_linked_contact_changes_colour_on_the_next_call_after_its_compan
         await settle(portal, gw, 2)
         await send(tabs[1], "c3", contact_phone)
         assert (await paint_of(tabs[1], "c3"))["colour"] == "red"
+
+
+async def test_one_users_flood_leaves_the_others_their_cold_numbers() -> None:
+    # With CALLGUARD_USER_RATE_SHARE=1 (no per-user share) user 6's numbers all paint "none".
+    data = cloud_data(60)
+    phones = numbers(60)
+    async with cloud_gateway(data) as (_portal, gw, tabs), contextlib.AsyncExitStack() as stack:
+        flooders = [await stack.enter_async_context(open_tab(gw.url, "5")) for _ in range(4)]
+        for i, phone in enumerate(phones[:40]):  # user 5: 40 cold numbers at once
+            await send(flooders[i % 4], f"flood-{i}", phone)
+        others = phones[40:45]
+        for i, phone in enumerate(others):  # user 6, meanwhile: 5 cold numbers
+            await send(tabs[1], f"other-{i}", phone)
+        for i, phone in enumerate(others):
+            paint = await paint_of(tabs[1], f"other-{i}")
+            assert paint["colour"] == expected(data, phone, "6"), (i, paint)

@@ -78,6 +78,8 @@ def test_missing_secret_stops_start_up_unless_insecure_dev() -> None:
         ),
         ({**SECRET, "CALLGUARD_ADMINS": "1,bob"}, r"^CALLGUARD_ADMINS: must be comma-separated"),
         ({**SECRET, "CALLGUARD_LOG_LEVEL": "loud"}, r"^CALLGUARD_LOG_LEVEL: must be"),
+        ({**SECRET, "CALLGUARD_RATE_RESERVE": "-1"}, r"^CALLGUARD_RATE_RESERVE: must be"),
+        ({**SECRET, "CALLGUARD_USER_RATE_SHARE": "2"}, r"^CALLGUARD_USER_RATE_SHARE: must be"),
     ],
 )
 def test_invalid_values_name_the_variable(env: dict[str, str], message: str) -> None:
