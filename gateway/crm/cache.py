@@ -184,7 +184,13 @@ class CachedDirectory:
         """Drop every cached number the entity showed in (the index: its old numbers) and every
         number it has now (a new phone may sit here as "nothing found"); returns them all."""
         old = await self.invalidate_entity(kind, entity_id)
-        new = await self.inner.changed(kind, entity_id, deleted)
+        try:
+            new = await self.inner.changed(kind, entity_id, deleted)
+        except DirectoryError as err:
+            # The numbers it had are dropped already: return them, so that open calls are
+            # decided again. Only a number it gained may keep "nothing found" (negative TTL).
+            log.warning("%s %s: its current numbers not read: %s", kind, entity_id, err)
+            return old
         for phone in new - old:
             await self.invalidate_phone(phone)
         return old | new

@@ -87,3 +87,17 @@ async def test_a_contact_linked_since_changes_with_its_company(
     # Linked from the company's card: the portal reports the company's change.
     assert lonely in await events.changed("company", COMPANY, False)
     assert [c.id for c in (await lookups.lookup(lonely)).linked_companies] == [COMPANY]
+
+
+async def test_a_change_whose_re_read_fails_still_drops_and_reports_the_old_numbers(
+    pair: tuple[CachedDirectory, CachedDirectory], fake_portal: FakePortal
+) -> None:
+    events, lookups = pair
+    for phone in NUMBERS:
+        await lookups.lookup(phone)
+    fake_portal.fail("batch", 500, "INTERNAL_SERVER_ERROR", "down", times=1)
+    # The open calls on these numbers are decided again by the intake.
+    assert await events.changed("company", COMPANY, False) == set(NUMBERS)
+    fake_portal.reset_counters()
+    await lookups.lookup(NUMBERS[0])
+    assert fake_portal.requests == {"batch": 2}  # dropped: looked up afresh
