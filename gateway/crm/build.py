@@ -2,15 +2,20 @@
 
 ``CALLGUARD_PORTAL_URL`` set -> Bitrix24 REST; unset -> the data file (``CALLGUARD_DIRECTORY``, or
 the bundled demo). Either way behind the cache: in memory, or in Redis with
-``CALLGUARD_CACHE=redis`` (shared by every process). Close it with ``await directory.close()``:
-that closes the portal session and the cache.
+``CALLGUARD_CACHE=redis`` (shared by every process). With ``CALLGUARD_REDIS_URL`` set, the
+portal's request budget is shared by every process too (budgetredis.py). Close it with
+``await directory.close()``: that closes the portal session, the budget's Redis and the cache.
 """
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from aiocache.base import BaseCache
+from redis.asyncio import Redis
 
 from gateway.crm import Directory
+from gateway.crm.budgetredis import RedisLevel
 from gateway.crm.cache import CachedDirectory, redis_cache
 from gateway.crm.client import BitrixClient, Limits
 from gateway.crm.datafile import DataFileDirectory
@@ -27,8 +32,20 @@ def source_directory(settings: Settings) -> Directory:
         except DataFileError as err:
             raise ConfigError(f"CALLGUARD_DIRECTORY: {err}") from None
         return DataFileDirectory(data, settings.region)
-    limits = Limits(rate_burst=settings.rate_burst, rate_per_second=settings.rate_per_second)
-    client = BitrixClient(settings.portal_url, limits)
+    limits = Limits(
+        rate_burst=settings.rate_burst,
+        rate_per_second=settings.rate_per_second,
+        rate_reserve=settings.rate_reserve,
+        user_share=settings.user_rate_share,  # where a lookup carries its user (live calls)
+    )
+    level = None
+    if settings.redis_url is not None:
+        # Bitrix counts per portal and source IP: every process shares one bucket.
+        host = urlsplit(settings.portal_url).netloc.rpartition("@")[2]
+        key = f"{settings.redis_prefix}rest-budget:{host}"
+        redis = Redis.from_url(settings.redis_url)
+        level = RedisLevel(redis, key, settings.rate_burst, settings.rate_per_second)
+    client = BitrixClient(settings.portal_url, limits, level=level)
     return BitrixDirectory(
         client,
         settings.status_field,

@@ -30,7 +30,9 @@ from aiocache.serializers import StringSerializer
 
 from gateway.crm import KINDS, Directory, DirectoryError
 from gateway.crm import metrics as m
+from gateway.crm.budget import LANE, Lane, current_lane
 from gateway.crm.dataset import Dataset
+from gateway.crm.index import EntityIndex, MemoryIndex, RedisIndex
 from gateway.crm.statusfield import RestAccess
 from rules.model import Company, Contact, Findings, Lead
 from rules.phones import masked
@@ -53,22 +55,32 @@ class CachedDirectory:
         self.ttl = ttl
         self.negative_ttl = negative_ttl
         self.max_size = max_size
+        redis = getattr(self.cache, "client", None)
+        self.index: EntityIndex = (
+            RedisIndex(redis, self.cache.namespace or "") if redis is not None else MemoryIndex()
+        )
         self._inflight: dict[str, asyncio.Task[Findings]] = {}
+        self._lanes: dict[asyncio.Task[Findings], Lane | None] = {}  # each lookup's budget lane
         self._recent: OrderedDict[str, None] = OrderedDict()  # numbers this process cached, LRU
 
     async def lookup(self, phone: str) -> Findings:
         task = self._inflight.get(phone)
         if task is not None:
             m.coalesced.inc()
+            lane = self._lanes.get(task)
+            if lane is not None and current_lane().live:
+                lane.promote()  # a live call waits for this pre-warm now: it goes first
             return await asyncio.shield(task)
         # Ordering rule: register the in-flight task BEFORE any await. A caller arriving while
         # this one awaits (the cache, the portal) must find it, or one number gets two lookups.
         task = asyncio.ensure_future(self._load(phone))
         self._inflight[phone] = task
+        self._lanes[task] = LANE.get()  # the task's lane (it runs in a copy of our context)
         task.add_done_callback(partial(self._done, phone))
         return await asyncio.shield(task)
 
     def _done(self, phone: str, task: asyncio.Task[Findings]) -> None:
+        self._lanes.pop(task, None)
         if self._inflight.get(phone) is task:
             del self._inflight[phone]
         if task.cancelled():
@@ -92,29 +104,50 @@ class CachedDirectory:
                 self._recent.popitem(last=False)
             return cached
         m.cache_misses.inc()
+        generation = await self._generation()  # before the source is asked
         findings = await self.inner.lookup(phone)
-        # Every invalidation unregisters the lookups it overtakes (invalidate_phone pops one,
-        # invalidate_entity and clear drop all): only a lookup still registered may store.
-        # No per-number counter is kept, so nothing grows with the numbers ever invalidated.
+        if await self._overtaken(generation, findings, phone):
+            # A change of something it holds was handled meanwhile (here or in another
+            # process): its callers would paint the old colour. Once more, from the new data.
+            generation = await self._generation()
+            findings = await self.inner.lookup(phone)
+        # Every invalidation in this process unregisters the lookups it overtakes
+        # (invalidate_phone pops one, invalidate_entity and clear drop all): only a lookup still
+        # registered may store. One in another process is caught by the index's marks.
         if self._inflight.get(phone) is asyncio.current_task():
-            await self._store(phone, findings)
+            await self._store(phone, findings, generation)
         return findings
 
-    async def _store(self, phone: str, findings: Findings) -> None:
-        ttl = self.negative_ttl if findings.empty else self.ttl
-        if ttl <= 0:
-            return
+    async def _generation(self) -> int:
         try:
+            return await self.index.generation()
+        except Exception as err:
+            log.warning("cache index read failed: %s", err)
+            return -1  # unknown: the entry is not stored
+
+    async def _overtaken(self, generation: int, findings: Findings, phone: str) -> bool:
+        try:
+            held = [*entities(findings), ("phone", phone)]
+            return generation >= 0 and await self.index.changed_since(generation, held)
+        except Exception as err:
+            log.warning("cache index read failed: %s", err)
+            return False
+
+    async def _store(self, phone: str, findings: Findings, generation: int) -> None:
+        ttl = self.negative_ttl if findings.empty else self.ttl
+        if ttl <= 0 or generation < 0:
+            return
+        held = [*entities(findings), ("phone", phone)]
+        try:
+            # The index first: a change that pops it from now on finds this number.
+            await self.index.add(phone, held[:-1], ttl=self.ttl * 2 + 60)
             await self.cache.set(_key(phone), encode(findings), ttl=ttl)
-            for kind, ident in entities(findings):
-                key = _index_key(kind, ident)
-                phones = set(_phones(await self.cache.get(key)))
-                if phone not in phones:
-                    await self.cache.set(
-                        key, orjson.dumps(sorted(phones | {phone})).decode(), ttl=self.ttl
-                    )
+            overtaken = await self.index.changed_since(generation, held)
         except Exception as err:  # a cache that fails must not fail the lookup
-            log.warning("cache write for %s failed: %s", phone, err)
+            log.warning("cache write for %s failed: %s", masked(phone), err)
+            overtaken = True
+        if overtaken or self._inflight.get(phone) is not asyncio.current_task():
+            await self._delete(_key(phone))  # a change overtook this lookup: not its colour
             return
         self._touch(phone)
         while len(self._recent) > self.max_size:
@@ -151,7 +184,13 @@ class CachedDirectory:
         """Drop every cached number the entity showed in (the index: its old numbers) and every
         number it has now (a new phone may sit here as "nothing found"); returns them all."""
         old = await self.invalidate_entity(kind, entity_id)
-        new = await self.inner.changed(kind, entity_id, deleted)
+        try:
+            new = await self.inner.changed(kind, entity_id, deleted)
+        except DirectoryError as err:
+            # The numbers it had are dropped already: return them, so that open calls are
+            # decided again. Only a number it gained may keep "nothing found" (negative TTL).
+            log.warning("%s %s: its current numbers not read: %s", kind, entity_id, err)
+            return old
         for phone in new - old:
             await self.invalidate_phone(phone)
         return old | new
@@ -161,7 +200,14 @@ class CachedDirectory:
         """Forget ``phone`` (an E.164 key): the next lookup asks the source."""
         self._inflight.pop(phone, None)
         self._recent.pop(phone, None)
+        await self._mark([("phone", phone)])
         await self._delete(_key(phone))
+
+    async def _mark(self, held: list[tuple[str, str]]) -> None:
+        try:
+            await self.index.mark(held)
+        except Exception as err:
+            log.warning("cache index mark failed: %s", err)
 
     async def invalidate_entity(self, kind: str, ident: str | int) -> set[str]:
         """Forget every cached number whose findings hold this lead/contact/company (directly or
@@ -169,20 +215,28 @@ class CachedDirectory:
         index yet: invalidate its numbers with :meth:`invalidate_phone`."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        # Lookups in flight may hold the entity: none of them is joined or stored any more.
         self._inflight.clear()
-        phones = await self.phones_for(kind, ident)
+        await self._mark([(kind, str(ident))])  # before the pop: see index.py
+        try:
+            phones = await self.index.pop(kind, str(ident))
+        except Exception as err:
+            log.warning("cache index read failed: %s", err)
+            phones = set()
         for phone in phones:
-            await self.invalidate_phone(phone)
-        await self._delete(_index_key(kind, str(ident)))
+            self._recent.pop(phone, None)
+            await self._delete(_key(phone))
         return phones
 
     async def phones_for(self, kind: str, ident: str | int) -> set[str]:
         """The cached numbers whose findings hold this entity (e.g. a company's numbers)."""
-        return set(_phones(await self._get(_index_key(kind, str(ident)))))
+        return await self.index.peek(kind, str(ident))
 
     async def clear(self) -> None:
         self._inflight.clear()
         self._recent.clear()
+        await self.index.mark([])  # every lookup in flight is overtaken
+        await self.index.clear()
         await self.cache.clear()
 
     def health(self) -> dict[str, object]:
@@ -256,14 +310,3 @@ def _readable(raw: str | bytes | None) -> Findings | None:
 
 def _key(phone: str) -> str:
     return f"f:{phone}"
-
-
-def _index_key(kind: str, ident: str) -> str:
-    return f"ix:{kind}:{ident}"
-
-
-def _phones(raw: Any) -> list[str]:
-    if not raw:
-        return []
-    value = orjson.loads(raw)
-    return [str(p) for p in value] if isinstance(value, list) else []

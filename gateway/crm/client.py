@@ -12,7 +12,7 @@ Exceptions, all with ``method``, ``error``, ``description`` and HTTP ``status`` 
           ├── BitrixConfigError     401/403: wrong webhook code, missing scope, no rights; health()
           │                         turns not-ok and calls fail fast for a while (no retry loop)
           ├── BitrixRateLimited     QUERY_LIMIT_EXCEEDED (503, or 429 in 2024 docs), or our own
-          │                         leaky bucket cannot admit the request before the deadline
+          │                         budget (budget.py) cannot let it through before the deadline
           ├── BitrixMethodPaused    429 OPERATION_TIME_LIMIT: this method waits for
           │                         ``operating_reset_at``
           └── BitrixTransportError  no connection, or the body is not a JSON envelope
@@ -21,7 +21,6 @@ Exceptions, all with ``method``, ``error``, ``description`` and HTTP ``status`` 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ import orjson
 
 from gateway.crm import DirectoryError
 from gateway.crm import metrics as m
+from gateway.crm.budget import Budget, BudgetExhausted, Lane, Level, LocalLevel, current_lane
 from gateway.run.config import mask_url
 
 CONFIG_ERRORS = frozenset(
@@ -90,6 +90,8 @@ class Limits:
     keepalive: float = 30.0
     rate_burst: int = 50
     rate_per_second: float = 2.0
+    rate_reserve: int = 10  # places at the top of the bucket only live lookups may take
+    user_share: float = 1.0  # share of the bucket one user's lookups may hold (1.0: no cap)
     config_retry_after: float = 30.0  # after a 401/403 calls fail fast this long, then one probe
     default_pause: float = 60.0  # OPERATION_TIME_LIMIT without operating_reset_at
 
@@ -107,36 +109,11 @@ class BatchAnswer:
     errors: dict[str, dict[str, str]]
 
 
-class LeakyBucket:
-    """Our model of the portal's bucket (§6.5): +1 per request, drains ``per_second``."""
-
-    def __init__(self, burst: int, per_second: float) -> None:
-        self.burst = burst
-        self.per_second = per_second
-        self.level = 0.0
-        self.stamp = time.monotonic()
-
-    def _drain(self) -> None:
-        now = time.monotonic()
-        self.level = max(0.0, self.level - (now - self.stamp) * self.per_second)
-        self.stamp = now
-
-    def wait_time(self) -> float:
-        self._drain()
-        return max(0.0, (self.level + 1 - self.burst) / self.per_second)
-
-    def take(self) -> None:
-        self._drain()
-        self.level += 1
-
-    def fill(self) -> None:
-        """The portal said its bucket is full: believe it."""
-        self._drain()
-        self.level = max(self.level, float(self.burst))
-
-
 class BitrixClient:
-    def __init__(self, base_url: str, limits: Limits = Limits()) -> None:
+    def __init__(
+        self, base_url: str, limits: Limits = Limits(), *, level: Level | None = None
+    ) -> None:
+        """``level``: where the budget's level lives (default: this process; see budgetredis)."""
         self.base = base_url if base_url.endswith("/") else base_url + "/"
         self.portal = mask_url(self.base)
         secret = [
@@ -144,7 +121,13 @@ class BitrixClient:
         ]
         self._secrets = [s for s in secret if s]
         self.limits = limits
-        self.bucket = LeakyBucket(limits.rate_burst, limits.rate_per_second)
+        self.budget = Budget(
+            level or LocalLevel(limits.rate_burst, limits.rate_per_second),
+            limits.rate_burst,
+            limits.rate_per_second,
+            reserve=limits.rate_reserve,
+            per_user=limits.user_share,
+        )
         self._session: aiohttp.ClientSession | None = None
         self._paused: dict[str, float] = {}  # method -> monotonic time it may run again
         self._config_error: tuple[str, float] | None = None  # (reason, monotonic time)
@@ -167,27 +150,46 @@ class BitrixClient:
 
     # -- calls -------------------------------------------------------------------------------
     async def call(
-        self, method: str, params: Mapping[str, Any] | None = None, *, deadline: float
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        deadline: float,
+        background: bool | None = None,
     ) -> Answer:
-        """Call ``method``; ``deadline`` is a ``time.monotonic()`` instant. One retry after
-        QUERY_LIMIT_EXCEEDED, only if the bucket can admit it before the deadline."""
+        """Call ``method``; ``deadline`` is a ``time.monotonic()`` instant. ``background``: the
+        budget's lane (None: the context's, see budget.background(); live by default). One
+        retry after QUERY_LIMIT_EXCEEDED, only if the budget lets it through before the
+        deadline."""
+        lane = current_lane(background)
         for attempt in (1, 2):
             self._check_allowed(method)
-            await self._admit(method, deadline)
+            await self._admit(method, deadline, lane)
             try:
                 return await self._send(method, params or {}, deadline)
             except BitrixRateLimited:
-                self.bucket.fill()
-                if attempt == 2 or time.monotonic() + self.bucket.wait_time() >= deadline:
+                await self.budget.fill()
+                if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
     async def batch(
-        self, commands: Mapping[str, str], *, deadline: float, halt: bool = False
+        self,
+        commands: Mapping[str, str],
+        *,
+        deadline: float,
+        halt: bool = False,
+        background: bool | None = None,
     ) -> BatchAnswer:
-        """One ``batch`` request; sub-request errors are returned, not raised."""
+        """One ``batch`` request; sub-request errors are returned, not raised (turn one into an
+        exception with :meth:`sub_error`). A paused method in ``commands`` fails it unsent."""
+        for text in commands.values():
+            self._check_allowed(text.partition("?")[0])
         answer = await self.call(
-            "batch", {"halt": int(halt), "cmd": dict(commands)}, deadline=deadline
+            "batch",
+            {"halt": int(halt), "cmd": dict(commands)},
+            deadline=deadline,
+            background=background,
         )
         body = answer.result if isinstance(answer.result, dict) else {}
         results, errors = _php_map(body.get("result")), _php_map(body.get("result_error"))
@@ -198,6 +200,19 @@ class BitrixClient:
                 name = commands.get(key, "").partition("?")[0]
                 self._pause(name, _php_map(body.get("result_time")).get(key))
         return BatchAnswer(results, errors)
+
+    def sub_error(self, method: str, error: Any) -> BitrixError:
+        """The exception for a batch sub-request's error (already counted by :meth:`batch`)."""
+        code = str(error.get("error") or "") if isinstance(error, dict) else ""
+        text = str(error.get("error_description") or "") if isinstance(error, dict) else ""
+        if code in CONFIG_ERRORS:
+            self._config_error = (f"{method}: {code}: {self.mask(text)}", time.monotonic())
+            return BitrixConfigError(method, code, self.mask(text), None, self.portal)
+        cls = {
+            "QUERY_LIMIT_EXCEEDED": BitrixRateLimited,
+            "OPERATION_TIME_LIMIT": BitrixMethodPaused,
+        }
+        return cls.get(code, BitrixError)(method, code, self.mask(text), None, self.portal)
 
     def _check_allowed(self, method: str) -> None:
         now = time.monotonic()
@@ -216,21 +231,15 @@ class BitrixClient:
                 )
             del self._paused[method]
 
-    async def _admit(self, method: str, deadline: float) -> None:
-        wait = self.bucket.wait_time()
-        if wait > 0 and time.monotonic() + wait >= deadline:
-            # Fail fast: queueing past the deadline only delays the caller's fail-open.
+    async def _admit(self, method: str, deadline: float, lane: Lane) -> None:
+        try:
+            await self.budget.acquire(lane, deadline)
+        except BudgetExhausted as err:
+            # Fail fast: queueing past the deadline only delays the caller's fail-open. Nothing
+            # was taken from the budget for a request that is not sent.
             raise self._fail(
-                BitrixRateLimited,
-                method,
-                "QUERY_LIMIT_EXCEEDED",
-                f"client-side rate limit: next request in {wait:.2f} s",
-            )
-        # Take the place before sleeping: requests waiting at the same time queue one behind
-        # another instead of all waking for the same free slot and overrunning the portal.
-        self.bucket.take()
-        if wait > 0:
-            await asyncio.sleep(wait)
+                BitrixRateLimited, method, "QUERY_LIMIT_EXCEEDED", f"client-side rate limit: {err}"
+            ) from None
 
     def _session_for_loop(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -328,6 +337,9 @@ class BitrixClient:
         }
 
     async def close(self) -> None:
+        closer = getattr(self.budget.level, "close", None)
+        if closer is not None:
+            await closer()
         if self._session is not None:
             await self._session.close()
             self._session = None

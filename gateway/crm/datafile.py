@@ -1,12 +1,18 @@
 """The embedded directory: a data file (:mod:`gateway.crm.dataset`) held in memory.
 
+``findings_for`` is the reference: a plain scan of the data, what every other directory (the
+phone index here, the REST lookup) must equal.
+
 Used by the demo, small teams and tests. Stored phones are matched through ``rules.normalize``.
 """
 
 from __future__ import annotations
 
-from gateway.crm.dataset import CompanyRec, ContactRec, Dataset, LeadRec, id_order, rec_order
-from rules.model import Company, Contact, Findings, Lead
+import asyncio
+
+from gateway.crm.dataset import Dataset
+from gateway.crm.phoneindex import PhoneIndex, assemble
+from rules.model import Findings
 from rules.phones import DEFAULT_REGION, try_normalize
 
 
@@ -16,49 +22,57 @@ def findings_for(data: Dataset, phone: str, region: str = DEFAULT_REGION) -> Fin
     def matches(phones: list[str]) -> bool:
         return any(try_normalize(p, region) == phone for p in phones)
 
-    leads = [x for x in data.leads.values() if matches(x.phones)]
-    contacts = [x for x in data.contacts.values() if matches(x.phones)]
-    companies = [x for x in data.companies.values() if matches(x.phones)]
-    linked: set[str] = set()
-    for contact in contacts:
-        linked.update(data.contact_companies(contact.id))
-    linked.update(x.company for x in leads if x.company and x.company in data.companies)
-    return Findings(
-        phone=phone,
-        leads=tuple(_lead(data, x) for x in sorted(leads, key=rec_order)),
-        contacts=tuple(_contact(data, x) for x in sorted(contacts, key=rec_order)),
-        companies=tuple(_company(data, x) for x in sorted(companies, key=rec_order)),
-        linked_companies=tuple(
-            _company(data, data.companies[i]) for i in sorted(linked, key=id_order)
-        ),
+    return assemble(
+        data,
+        phone,
+        [x for x in data.leads.values() if matches(x.phones)],
+        [x for x in data.contacts.values() if matches(x.phones)],
+        [x for x in data.companies.values() if matches(x.phones)],
+        data.contact_companies,
     )
 
 
 class DataFileDirectory:
     """The :class:`gateway.crm.Directory` over an in-memory data file.
 
-    Lookups go through an index phone key -> entity ids, rebuilt when the data changes
-    (``reindex``), so a lookup is a few dict reads however large the file.
+    Lookups go through a phone index (phoneindex.py): built once, in a thread, on the first
+    lookup (or by :meth:`load`), linear in the records; a change re-indexes that entity only.
     """
 
     def __init__(self, data: Dataset, region: str = DEFAULT_REGION) -> None:
         self.data = data
         self.region = region
-        self._index: dict[str, Findings] = {}
-        self.reindex()
+        self._index: PhoneIndex | None = None
+        self._loading: asyncio.Future[PhoneIndex] | None = None
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # built on first use (the CLI, sync tests)
+        self._start()  # built by the time the first call comes, in most cases
+
+    def _start(self) -> asyncio.Future[PhoneIndex]:
+        if self._loading is None:
+            work = asyncio.to_thread(PhoneIndex, self.data, self.region)
+            self._loading = asyncio.ensure_future(work)
+        return self._loading
+
+    async def load(self) -> PhoneIndex:
+        """The index; built off the event loop (a large file takes seconds), once."""
+        if self._index is not None:
+            return self._index
+        index = await asyncio.shield(self._start())
+        self._index = index
+        return index
 
     def reindex(self) -> None:
-        keys: set[str] = set()
-        for section in (self.data.leads, self.data.contacts, self.data.companies):
-            for rec in section.values():
-                for p in rec.phones:
-                    key = try_normalize(p, self.region)
-                    if key:
-                        keys.add(key)
-        self._index = {k: findings_for(self.data, k, self.region) for k in keys}
+        """Index everything again, now (the data was replaced wholesale)."""
+        self._index, self._loading = PhoneIndex(self.data, self.region), None
 
     def find(self, phone: str) -> Findings:
-        return self._index.get(phone) or Findings(phone=phone)
+        if self._index is None:
+            self.reindex()
+        assert self._index is not None
+        return self._index.find(phone)
 
     @property
     def dataset(self) -> Dataset:
@@ -69,68 +83,23 @@ class DataFileDirectory:
         return None
 
     async def lookup(self, phone: str) -> Findings:
-        return self.find(phone)
+        return (await self.load()).find(phone)
 
     async def changed(self, kind: str, entity_id: str, deleted: bool) -> set[str]:
-        """The data was edited in place (the demo's status panel): index it again and return the
-        entity's numbers as they are now."""
-        self.reindex()
-        return entity_phones(self.data, kind, entity_id, self.region)
+        """The data was edited in place (the demo's status panel): index that entity again and
+        return the numbers whose lookups may differ (for a company, its contacts' and leads')."""
+        return (await self.load()).update(kind, entity_id)
 
     def health(self) -> dict[str, object]:
-        return {"ok": True, "source": "datafile", "reason": None, "file": self.data.source}
+        loading = self._index is None and self._loading is not None
+        return {
+            "ok": True,
+            "source": "datafile",
+            "reason": None,
+            "file": self.data.source,
+            "indexed": self._index is not None,
+            "loading": loading,
+        }
 
     async def close(self) -> None:
         return None
-
-
-def _lead(data: Dataset, x: LeadRec) -> Lead:
-    return Lead(
-        id=x.id,
-        title=x.title,
-        assigned_by=x.assigned_by,
-        status=x.status,
-        company_id=x.company,
-        contact_id=x.contact,
-        assigned_name=data.user_name(x.assigned_by),
-    )
-
-
-def _contact(data: Dataset, x: ContactRec) -> Contact:
-    return Contact(
-        id=x.id,
-        name=x.name,
-        assigned_by=x.assigned_by,
-        company_ids=tuple(data.contact_companies(x.id)),
-        assigned_name=data.user_name(x.assigned_by),
-    )
-
-
-def _company(data: Dataset, x: CompanyRec) -> Company:
-    return Company(
-        id=x.id,
-        title=x.title,
-        assigned_by=x.assigned_by,
-        status=x.status,
-        assigned_name=data.user_name(x.assigned_by),
-    )
-
-
-def entity_phones(data: Dataset, kind: str, entity_id: str, region: str) -> set[str]:
-    """The phone keys whose lookups show this entity: its own numbers and, for a company, those
-    of its contacts and leads (they reach it through links)."""
-    raw: list[str] = []
-    if kind == "company" and entity_id in data.companies:
-        raw += data.companies[entity_id].phones
-        raw += [
-            p
-            for c in data.contacts.values()
-            if entity_id in data.contact_companies(c.id)
-            for p in c.phones
-        ]
-        raw += [p for lead in data.leads.values() if lead.company == entity_id for p in lead.phones]
-    elif kind == "contact" and entity_id in data.contacts:
-        raw += data.contacts[entity_id].phones
-    elif kind == "lead" and entity_id in data.leads:
-        raw += data.leads[entity_id].phones
-    return {key for p in raw if (key := try_normalize(p, region))}

@@ -31,3 +31,16 @@ rest_errors = Counter(
     ["code"],
     registry=REGISTRY,
 )
+budget_waits = Counter(
+    "callguard_portal_budget_waits",
+    "Portal requests that waited for a place in the portal's request budget, by lane",
+    ["lane"],
+    registry=REGISTRY,
+)
+budget_refusals = Counter(
+    "callguard_portal_budget_refusals",
+    "Portal requests not sent: the budget could not let them through before their deadline "
+    "(lane live/background, or user: over one user's fair share)",
+    ["lane"],
+    registry=REGISTRY,
+)

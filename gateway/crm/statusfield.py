@@ -64,7 +64,8 @@ class StatusField:
 
     async def load(self, client: BitrixClient, deadline: float) -> dict[str, str]:
         """Read the list now; :class:`StatusFieldMissing` if the portal has no such field."""
-        answer = await client.call(LIST_METHOD, self.params, deadline=deadline)
+        # Only the status guard and setup-portal read it on its own: background work.
+        answer = await client.call(LIST_METHOD, self.params, deadline=deadline, background=True)
         codes = self.remember(answer.result)
         if not self._found:
             raise StatusFieldMissing(

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.crm import Directory
+from gateway.crm.budget import background, for_user
 from gateway.live import wire
 from gateway.run.metrics import Metrics
 from rules.decide import decide, none_decision
@@ -291,8 +292,11 @@ class Calls:
     async def _decide(self, event: CallEvent) -> Decision:
         started = time.perf_counter()
         try:
+            # The caller's lane: a cold lookup counts against its user's share of the portal
+            # budget (CALLGUARD_USER_RATE_SHARE), so one user's flood leaves the others theirs.
             async with asyncio.timeout(self.lookup_deadline):
-                findings = await self.directory.lookup(event.phone)
+                with for_user(event.user_id):
+                    findings = await self.directory.lookup(event.phone)
         except TimeoutError:
             self.metrics.lookups.labels("late").inc()
             return none_decision(LATE_REASON, LATE_REASON_EN)
@@ -305,7 +309,9 @@ class Calls:
         return decide(findings, event.user_id, self.policy)
 
     async def _prewarm(self, key: str) -> None:
-        with contextlib.suppress(Exception):  # the cache logs a failed lookup; no call waits
+        # Background lane: a pre-warm never takes the portal budget's last places from a live
+        # call (a live call joining this lookup promotes it).
+        with contextlib.suppress(Exception), background():  # the cache logs a failed lookup
             await self.directory.lookup(key)
 
     def _expire(self, user_id: str, call_id: str, call: _Call) -> None:

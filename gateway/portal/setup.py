@@ -41,7 +41,7 @@ class Setup:
 
     async def call(self, method: str, params: Mapping[str, Any] | None = None) -> Any:
         deadline = time.monotonic() + CALL_TIMEOUT
-        return (await self.client.call(method, params, deadline=deadline)).result
+        return (await self.client.call(method, params, deadline=deadline, background=True)).result
 
     async def field(self) -> dict[str, Any] | None:
         rows = await self.call(
@@ -72,6 +72,7 @@ class Setup:
                 "crm.company.list",
                 {"select": ["ID", self.field_name], "order": {"ID": "ASC"}, "start": start},
                 deadline=time.monotonic() + CALL_TIMEOUT,
+                background=True,
             )
             page: dict[str, str] = {}
             for row in answer.result or []:

@@ -28,7 +28,8 @@ class RestStatusPortal:
         self.timeout = timeout
 
     async def call(self, method: str, params: Mapping[str, Any]) -> Any:
-        answer = await self.client.call(method, params, deadline=time.monotonic() + self.timeout)
+        deadline = time.monotonic() + self.timeout
+        answer = await self.client.call(method, params, deadline=deadline, background=True)
         return answer.result
 
     async def items(self, refresh: bool = False) -> dict[str, str]:

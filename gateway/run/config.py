@@ -56,6 +56,8 @@ class Settings:
     call_timeout: float = 900.0
     rate_burst: int = 50
     rate_per_second: float = 2.0
+    rate_reserve: int = 10
+    user_rate_share: float = 0.5
     tab_queue_bytes: int = 256 * 1024
     tab_call_rate: float = 10.0
     shutdown_drain: float = 5.0
@@ -250,6 +252,8 @@ class _Reader:
             call_timeout=self.number("CALL_TIMEOUT", 900.0, 1.0, 86_400.0),
             rate_burst=self.integer("RATE_BURST", 50, 1, 10_000),
             rate_per_second=self.number("RATE_PER_SECOND", 2.0, 0.01, 10_000.0),
+            rate_reserve=self.integer("RATE_RESERVE", 10, 0, 10_000),
+            user_rate_share=self.number("USER_RATE_SHARE", 0.5, 0.01, 1.0),
             tab_queue_bytes=self.integer("TAB_QUEUE_BYTES", 256 * 1024, 16 * 1024, 64 * 1024**2),
             tab_call_rate=self.number("TAB_CALL_RATE", 10.0, 1.0, 1000.0),
             shutdown_drain=self.number("SHUTDOWN_DRAIN", 5.0, 0.0, 60.0),

@@ -18,7 +18,7 @@ from tests.timing import timeout
 
 ROMASHKA = "+74951234567"  # company 10 and lead 43
 CONTACT_22 = "+79031234567"  # contact 22, linked to companies 11 and 12
-COLD = {"crm.duplicate.findbycomm": 3, "batch": 1}
+COLD = {"batch": 2}
 
 
 async def test_a_hundred_concurrent_lookups_cost_one_lookup(
@@ -44,9 +44,9 @@ async def test_a_number_with_no_match_is_cached_too(
     rest_directory: CachedDirectory, fake_portal: FakePortal
 ) -> None:
     assert (await rest_directory.lookup("+79990000000")).empty
-    assert fake_portal.requests == {"crm.duplicate.findbycomm": 3}
+    assert fake_portal.requests == {"batch": 1}
     assert (await rest_directory.lookup("+79990000000")).empty
-    assert fake_portal.requests == {"crm.duplicate.findbycomm": 3}
+    assert fake_portal.requests == {"batch": 1}
 
 
 async def test_negative_entries_live_for_negative_ttl(fake_portal: FakePortal) -> None:
@@ -54,7 +54,7 @@ async def test_negative_entries_live_for_negative_ttl(fake_portal: FakePortal) -
     try:
         await directory.lookup("+79990000000")
         await directory.lookup("+79990000000")
-        assert fake_portal.requests == {"crm.duplicate.findbycomm": 6}
+        assert fake_portal.requests == {"batch": 2}
     finally:
         await directory.close()
 
@@ -186,7 +186,7 @@ async def test_an_entry_this_version_cannot_read_is_a_miss(
     fake_portal.reset_counters()
     found = await rest_directory.lookup("+74951234567")
     assert [c.id for c in found.companies] == ["10"]
-    assert fake_portal.requests["crm.duplicate.findbycomm"] == 3
+    assert fake_portal.requests["batch"] == 2
     assert "cannot read" in caplog.text
     fake_portal.reset_counters()
     assert await rest_directory.lookup("+74951234567") == found  # stored afresh: a hit now

@@ -57,11 +57,11 @@ async def lookup_error(directory: BitrixDirectory, phone: str = PHONE) -> Bitrix
 @pytest.mark.parametrize(
     ("method", "status", "error", "kind"),
     [
-        ("crm.duplicate.findbycomm", 503, "QUERY_LIMIT_EXCEEDED", BitrixRateLimited),
-        ("crm.duplicate.findbycomm", 429, "QUERY_LIMIT_EXCEEDED", BitrixRateLimited),
+        ("batch", 503, "QUERY_LIMIT_EXCEEDED", BitrixRateLimited),
+        ("batch", 429, "QUERY_LIMIT_EXCEEDED", BitrixRateLimited),
         ("batch", 500, "INTERNAL_SERVER_ERROR", BitrixError),
         ("batch", 503, "OVERLOAD_LIMIT", BitrixError),
-        ("crm.duplicate.findbycomm", 429, "OPERATION_TIME_LIMIT", BitrixMethodPaused),
+        ("batch", 429, "OPERATION_TIME_LIMIT", BitrixMethodPaused),
     ],
 )
 async def test_an_error_answer_ends_the_lookup_with_one_log_line(
@@ -87,23 +87,37 @@ async def test_an_error_answer_ends_the_lookup_with_one_log_line(
 async def test_one_query_limit_answer_is_retried(
     directory: BitrixDirectory, fake_portal: FakePortal
 ) -> None:
-    fake_portal.fail("crm.duplicate.findbycomm", 503, "QUERY_LIMIT_EXCEEDED", times=1)
+    fake_portal.fail("batch", 503, "QUERY_LIMIT_EXCEEDED", times=1)
     assert (await directory.lookup(PHONE)).companies[0].id == "10"
-    assert fake_portal.requests == {"crm.duplicate.findbycomm": 4, "batch": 1}
+    assert fake_portal.requests == {"batch": 3}
+
+
+async def test_a_failed_sub_request_fails_the_lookup_rather_than_finding_less(
+    directory: BitrixDirectory, fake_portal: FakePortal, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Fewer findings would be cached as the number's colour: a failure is painted "none" instead.
+    fake_portal.fail("crm.item.list", 400, "INVALID_ARG_VALUE", "The portal says no", times=1)
+    with caplog.at_level(logging.DEBUG):
+        err = await lookup_error(directory)
+    assert (type(err), err.status, err.error) == (BitrixError, None, "INVALID_ARG_VALUE")
+    [line] = warnings(caplog)
+    assert "lookup of ****4567 failed, painting none: crm.item.list (" in line
 
 
 async def test_operation_time_limit_pauses_the_method_until_reset(
     directory: BitrixDirectory, fake_portal: FakePortal
 ) -> None:
-    fake_portal.fail("batch", 429, "OPERATION_TIME_LIMIT", "Method is blocked", reset_in=60)
-    await lookup_error(directory)
+    # A sub-request's OPERATION_TIME_LIMIT pauses that method: a batch holding it is not sent.
+    method = "crm.duplicate.findbycomm"
+    fake_portal.fail(method, 429, "OPERATION_TIME_LIMIT", "Method is blocked", reset_in=60)
+    assert isinstance(await lookup_error(directory), BitrixMethodPaused)
     fake_portal.reset_counters()
     err = await lookup_error(directory)
     assert isinstance(err, BitrixMethodPaused)
-    assert fake_portal.requests == {"crm.duplicate.findbycomm": 3}  # batch was not sent
+    assert fake_portal.total_requests == 0  # the batch was not sent
     paused = directory.health()["paused"]
     assert isinstance(paused, dict)
-    assert 50 < paused["batch"] <= 60
+    assert 50 < paused[method] <= 60
 
 
 async def test_a_hanging_portal_ends_the_lookup_at_its_deadline(
@@ -122,7 +136,7 @@ async def test_a_hanging_portal_ends_the_lookup_at_its_deadline(
 async def test_garbage_ends_the_lookup_with_a_transport_error(
     directory: BitrixDirectory, fake_portal: FakePortal, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake_portal.garbage("crm.duplicate.findbycomm")
+    fake_portal.garbage("batch")
     with caplog.at_level(logging.DEBUG):
         err = await lookup_error(directory)
     assert isinstance(err, BitrixTransportError)
@@ -160,7 +174,7 @@ async def test_a_missing_scope_is_a_configuration_error(demo_data: Dataset) -> N
         try:
             err = await lookup_error(directory)
             assert isinstance(err, BitrixConfigError)
-            assert (err.status, err.error) == (403, "insufficient_scope")
+            assert err.error == "insufficient_scope"  # a sub-request error inside the batch
             assert directory.health()["ok"] is False
         finally:
             await directory.close()
@@ -169,14 +183,14 @@ async def test_a_missing_scope_is_a_configuration_error(demo_data: Dataset) -> N
 async def test_the_client_side_bucket_fails_fast_instead_of_queueing(
     fake_portal: FakePortal,
 ) -> None:
-    settings = portal_settings(fake_portal, rate_burst=3, rate_per_second=0.01)
+    settings = portal_settings(fake_portal, rate_burst=1, rate_per_second=0.01)
     directory = source_directory(settings)
     assert isinstance(directory, BitrixDirectory)
     try:
         err = await lookup_error(directory)
         assert isinstance(err, BitrixRateLimited)
         assert err.description.startswith("client-side rate limit: next request in ")
-        assert fake_portal.requests == {"crm.duplicate.findbycomm": 3}
+        assert fake_portal.requests == {"batch": 1}
     finally:
         await directory.close()
 

@@ -10,7 +10,7 @@ import pytest
 from gateway.crm.build import build_directory
 from gateway.crm.cache import CachedDirectory, redis_cache
 from gateway.tools.fakeportal import FakePortal
-from tests.crm.conftest import portal_settings
+from tests.crm.conftest import portal_settings, redis_processes
 from tests.redis_server import require_redis
 
 pytestmark = pytest.mark.redis
@@ -20,15 +20,8 @@ REDIS = "redis://127.0.0.1:6379/0"
 @pytest.fixture
 async def shared(fake_portal: FakePortal) -> AsyncIterator[tuple[CachedDirectory, CachedDirectory]]:
     """Two gateway processes' directories sharing one Redis namespace."""
-    require_redis()
-    namespace = f"callguard-test-{uuid.uuid4().hex}:"
-    settings = portal_settings(fake_portal)
-    one = build_directory(settings, cache=redis_cache(REDIS, namespace))
-    two = build_directory(settings, cache=redis_cache(REDIS, namespace))
-    yield one, two
-    await one.cache.clear()
-    await one.close()
-    await two.close()
+    async with redis_processes(fake_portal) as (one, two):
+        yield one, two
 
 
 async def test_a_lookup_cached_by_one_process_is_warm_for_another(
@@ -40,7 +33,7 @@ async def test_a_lookup_cached_by_one_process_is_warm_for_another(
     assert await two.lookup("+74951234567") == first
     assert (await two.lookup("+79990000000")).empty  # negative entries too
     assert (await one.lookup("+79990000000")).empty
-    assert fake_portal.requests == {"crm.duplicate.findbycomm": 3}
+    assert fake_portal.requests == {"batch": 1}
 
 
 async def test_an_entity_invalidated_by_one_process_is_gone_for_the_other(
@@ -52,7 +45,7 @@ async def test_an_entity_invalidated_by_one_process_is_gone_for_the_other(
     assert await two.invalidate_entity("company", 10) == {"+79160001122"}
     fake_portal.reset_counters()
     await one.lookup("+79160001122")
-    assert fake_portal.requests == {"crm.duplicate.findbycomm": 3, "batch": 1}
+    assert fake_portal.requests == {"batch": 2}
 
 
 async def test_hits_on_numbers_another_process_stored_keep_the_size_bound(

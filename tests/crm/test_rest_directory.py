@@ -45,7 +45,7 @@ async def test_a_cold_lookup_is_two_round_trips(fake_portal: FakePortal) -> None
         # A contact with two companies, both with contacts and managers of their own.
         findings = await directory.lookup("+79031234567")
         assert [c.id for c in findings.linked_companies] == ["11", "12"]
-        assert fake_portal.requests == {"crm.duplicate.findbycomm": 3, "batch": 1}
+        assert fake_portal.requests == {"batch": 2}
     finally:
         await directory.close()
 

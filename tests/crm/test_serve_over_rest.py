@@ -83,7 +83,7 @@ async def test_serve_paints_tabs_from_the_portal_over_rest(
         "foreign-client-in-work",
         "#d32f2f",
     )
-    assert fake_portal.requests["crm.duplicate.findbycomm"] == 3
+    assert fake_portal.requests["batch"] == 2
     cold = fake_portal.total_requests
     # The same number from another manager's tab: decided again, but from the cache.
     again = await paint_for(serve, "9", "c2", "+7 495 123 45 67")

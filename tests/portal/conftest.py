@@ -109,10 +109,10 @@ ALL_EVENTS = sorted(HANDLED_EVENTS)
 
 
 def rest_settings(portal: FakePortal, **changes: object) -> Settings:
-    """A gateway on the fake portal's REST API; its client-side rate limit opened up."""
-    return portal_settings(
-        portal_url=portal.webhook_url, rate_burst=100_000, rate_per_second=10_000.0, **changes
-    )
+    """A gateway on the fake portal's REST API; its client-side rate limit opened up unless
+    ``changes`` set it."""
+    opened: dict[str, object] = {"rate_burst": 100_000, "rate_per_second": 10_000.0}
+    return portal_settings(portal_url=portal.webhook_url, **{**opened, **changes})
 
 
 @contextlib.asynccontextmanager

@@ -25,7 +25,7 @@ async def test_a_call_right_after_its_init_costs_no_rest_requests(fake: FakePort
         await settle(fake, gw, 1)
         gateway: Gateway = gw.app.state.gateway
         await gateway.directory.lookup(RED_KEY)  # joins the pre-warm lookup, or hits the cache
-        assert fake.requests.get("crm.duplicate.findbycomm")  # the init did look the number up
+        assert fake.faults.commands["crm.duplicate.findbycomm"]  # the init looked the number up
         before = fake.total_requests
         paint = await call(tab, "c1", RED_PHONE)
         assert (paint["call_id"], paint["colour"]) == ("c1", "red")

@@ -101,6 +101,8 @@ def test_missing_secret_stops_start_up_unless_insecure_dev() -> None:
         ({**SECRET, "CALLGUARD_TOKEN_MAX_TTL": "10"}, r"^CALLGUARD_TOKEN_MAX_TTL: must be between"),
         ({**SECRET, "CALLGUARD_TOKEN_MAX_TTL": "day"}, r"^CALLGUARD_TOKEN_MAX_TTL: must be a"),
         ({**SECRET, "CALLGUARD_LOG_LEVEL": "loud"}, r"^CALLGUARD_LOG_LEVEL: must be"),
+        ({**SECRET, "CALLGUARD_RATE_RESERVE": "-1"}, r"^CALLGUARD_RATE_RESERVE: must be"),
+        ({**SECRET, "CALLGUARD_USER_RATE_SHARE": "2"}, r"^CALLGUARD_USER_RATE_SHARE: must be"),
     ],
 )
 def test_invalid_values_name_the_variable(env: dict[str, str], message: str) -> None:

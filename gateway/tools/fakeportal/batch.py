@@ -1,11 +1,20 @@
 """``batch``: up to 50 sub-requests ``"method?query"`` run in order, with ``$result`` references
-(reference/bitrix24.md §6.4).
+(reference/bitrix24.md §6.4, §8a).
 
-A reference ``$result[key][0][ID]`` names an earlier command's result and a path into it. A
-value that is one whole reference takes the referenced value as it is (a list stays a list); a
-reference inside a longer string is replaced by its text. A reference that does not resolve
-becomes an empty string, which a list filter then drops (the "reference quirk" callers must
-guard against: keep only rows whose ids were asked for).
+References are resolved as the rest module does (``CRestUtil::processBatchElement``,
+``classes/general/rest_util.php``): each parameter value is searched for ``$result``, ``$next``,
+``$total``, ``$time`` or ``$error`` followed by everything up to the next whitespace; the ``[key]``
+parts of that text are walked from the named answer map, and **the walk stops at the first key
+that is not set (missing or null) and keeps the node reached so far**. Then:
+
+- the match is the whole value: the value becomes that node, whatever its type (a list stays a
+  list; an unresolved path gives the parent, e.g. the whole answer list);
+- the match is embedded in a longer value: it is replaced by the node only if the node is a
+  string or ``is_numeric`` (numbers as strings); otherwise the literal text stays. Note that the
+  match runs to the next whitespace, so ``$result[a][ID],x`` is replaced whole.
+
+Keys of parameters are not resolved here (the real module runs them through the same function
+with no answer names, which turns a ``$``-key into an empty one; nothing we send does that).
 """
 
 from __future__ import annotations
@@ -19,8 +28,6 @@ from gateway.tools.fakeportal.methods import Reply, arg
 from gateway.tools.fakeportal.store import RestError, parse_params
 
 MAX_COMMANDS = 50
-_REF = re.compile(r"\$result((?:\[[^\]]*\])+)")
-_PART = re.compile(r"\[([^\]]*)\]")
 
 Execute = Callable[[str, dict[str, Any]], Reply]
 
@@ -50,7 +57,14 @@ def run_batch(params: dict[str, Any], execute: Execute) -> Reply:
                 raise RestError(
                     405, "ERROR_BATCH_METHOD_NOT_ALLOWED", "Method is not allowed for batch usage"
                 )
-            reply = execute(method, _resolve(parse_params(query), results))
+            answers = {
+                "result": results,
+                "next": nexts,
+                "total": totals,
+                "time": times,
+                "error": errors,
+            }
+            reply = execute(method, resolve(parse_params(query), answers))
         except RestError as err:
             errors[key] = {"error": err.error, "error_description": err.description}
             if halt:
@@ -95,35 +109,75 @@ def time_block(started: float) -> dict[str, Any]:
     }
 
 
-def _resolve(value: Any, results: dict[str, Any]) -> Any:
+_NAMES = ("result", "next", "total", "time", "error")
+_MATCH = re.compile(r"\$(" + "|".join(_NAMES) + r")(\S*)", re.IGNORECASE)
+_KEY = re.compile(r"\[([^\]]+)\]")
+_PHP_INT = re.compile(r"^(0|-?[1-9][0-9]*)$")
+_PHP_NUMERIC = re.compile(
+    r"^[ \t\n\r\v\f]*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?[ \t\n\r\v\f]*$"
+)
+
+
+def resolve(value: Any, answers: dict[str, Any]) -> Any:
+    """A parameter value after reference resolution; ``answers`` maps ``result``, ``next``,
+    ``total``, ``time`` and ``error`` to the maps built so far."""
     if isinstance(value, dict):
-        return {k: _resolve(v, results) for k, v in value.items()}
+        return {k: resolve(v, answers) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve(v, results) for v in value]
-    if not isinstance(value, str) or "$result" not in value:
+        return [resolve(v, answers) for v in value]
+    if not isinstance(value, str):
         return value
-    whole = _REF.fullmatch(value)
-    if whole:
-        found = _lookup(whole.group(1), results)
-        return "" if found is None else found
-    return _REF.sub(lambda m: _scalar(_lookup(m.group(1), results)), value)
+    query: Any = value
+    for match in _MATCH.finditer(value):
+        keys = _KEY.findall(match.group(2))
+        if not keys:
+            continue
+        # PHP's $arResult[$name]: the names are lower case, a /i match of "$RESULT" finds none.
+        node = walk(answers.get(match.group(1)), keys)
+        if match.group(0) == query:
+            query = node
+            continue
+        if is_numeric(node):
+            node = php_string(node)
+        if not isinstance(node, str) or not isinstance(query, str):
+            continue
+        query = query.replace(match.group(0), node)
+    return query
 
 
-def _lookup(path: str, results: dict[str, Any]) -> Any:
-    node: Any = results
-    for part in _PART.findall(path):
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
+def walk(node: Any, keys: list[str]) -> Any:
+    """``while (isset($r[$key])) $r = $r[$key];`` — stop at the first key that is not set."""
+    for key in keys:
+        child = _child(node, key)
+        if child is None:
+            break
+        node = child
     return node
 
 
-def _scalar(value: Any) -> str:
-    if value is None or isinstance(value, dict | list):
-        return ""
+def _child(node: Any, key: str) -> Any:
+    if isinstance(node, dict):
+        return node.get(key)
+    if isinstance(node, list):
+        if _PHP_INT.match(key) and 0 <= int(key) < len(node):
+            return node[int(key)]
+        return None
+    if isinstance(node, str) and _PHP_INT.match(key):
+        index = int(key)  # isset($string[$i]): a string offset, negative from the end
+        return node[index] if -len(node) <= index < len(node) else None
+    return None
+
+
+def is_numeric(value: Any) -> bool:
     if isinstance(value, bool):
-        return "1" if value else ""
+        return False
+    if isinstance(value, int | float):
+        return True
+    return isinstance(value, str) and _PHP_NUMERIC.match(value) is not None
+
+
+def php_string(value: Any) -> str:
+    """PHP's ``(string)`` of a number or numeric string."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
     return str(value)

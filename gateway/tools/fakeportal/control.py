@@ -1,6 +1,7 @@
 """The fake portal's control API for benches and subprocesses (tests in-process use FakePortal).
 
-``GET /_fake/counters``, ``POST /_fake/reset``, ``POST /_fake/latency {"ms", "method"?}``,
+``GET /_fake/counters``, ``POST /_fake/reset``,
+``POST /_fake/latency {"ms", "method"?, "per_command_ms"?}``,
 ``POST /_fake/fault {"kind": "error"|"hang"|"garbage", "method", "times", "status", "error",
 "description", "reset_in"}``, ``POST /_fake/clear``, ``GET /_fake/notifications``,
 ``POST /_fake/subscribe {"handler", "application_token", "events"}``, ``POST /_fake/emit {"event",
@@ -42,6 +43,8 @@ def control_routes(portal: FakePortal) -> list[tuple[str, str, Handler]]:
     async def latency(request: web.Request) -> web.Response:
         doc = await request.json()
         portal.set_latency(float(doc.get("ms", 0)) / 1000, doc.get("method"))
+        if "per_command_ms" in doc:  # server time per method run (each batch sub-request)
+            portal.faults.command_latency = float(doc["per_command_ms"]) / 1000
         return web.json_response({"ok": True})
 
     async def fault(request: web.Request) -> web.Response:

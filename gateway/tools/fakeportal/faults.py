@@ -74,6 +74,7 @@ class Faults:
     def __init__(self) -> None:
         self.latency = 0.0  # seconds, every HTTP request
         self.method_latency: dict[str, float] = {}
+        self.command_latency = 0.0  # seconds of server time per method run (batch: each)
         self.active: list[Fault] = []
         self.bucket: LeakyBucket | None = None
         self.requests: Counter[str] = Counter()  # HTTP requests by method ("batch" is one)
@@ -100,6 +101,7 @@ class Faults:
         self.active.clear()
         self.latency = 0.0
         self.method_latency.clear()
+        self.command_latency = 0.0
 
     def reset_counters(self) -> None:
         self.requests.clear()

@@ -41,6 +41,8 @@ class Context:
     user: str = "1"
     scopes: tuple[str, ...] = ("crm", "user", "department", "im", "telephony")
     notifications: list[Notification] = field(default_factory=list)
+    # False: a portal without crm.item.* (older box versions) answers ERROR_METHOD_NOT_FOUND.
+    item_api: bool = True
 
 
 Changed = Callable[[str, str, str], None]  # (kind, "ADD"|"UPDATE"|"DELETE", id)
@@ -107,7 +109,7 @@ class Methods:
 
     def execute(self, method: str, params: dict[str, Any]) -> Reply:
         handler = self.table.get(method)
-        if handler is None:
+        if handler is None or (method.startswith("crm.item.") and not self.ctx.item_api):
             raise RestError(404, "ERROR_METHOD_NOT_FOUND", "Method not found!")
         scope = scope_of(method)
         if scope != "basic" and scope not in self.ctx.scopes:
@@ -123,7 +125,7 @@ class Methods:
 
         def list_(params: dict[str, Any]) -> Reply:
             rows = [store.view(kind, r) for r in store.records[kind].values()]
-            rows = [r for r in rows if _matches(r, arg(params, "filter") or {})]
+            rows = [r for r in rows if matches(r, arg(params, "filter") or {})]
             rows = _ordered(rows, arg(params, "order") or {})
             return page([_select(r, arg(params, "select") or []) for r in rows], params)
 
@@ -191,7 +193,7 @@ class Methods:
     # -- user fields -------------------------------------------------------------------------
     def userfield_list(self, params: dict[str, Any]) -> Reply:
         rows = [dict(f) for f in self.store.userfields.values()]
-        rows = [r for r in rows if _matches(r, arg(params, "filter") or {}, skip=("LANG",))]
+        rows = [r for r in rows if matches(r, arg(params, "filter") or {}, skip=("LANG",))]
         return page(_ordered(rows, arg(params, "order") or {}), params)
 
     def userfield_get(self, params: dict[str, Any]) -> Reply:
@@ -214,7 +216,7 @@ class Methods:
         filt = dict(arg(params, "filter") or {})
         filt.update({k: v for k, v in params.items() if k.lower() not in reserved})
         rows = [{k: v for k, v in u.items() if k != "_ADMIN"} for u in self.store.users.values()]
-        return page(sorted([r for r in rows if _matches(r, filt)], key=_id_key), params)
+        return page(sorted([r for r in rows if matches(r, filt)], key=_id_key), params)
 
     def profile(self, params: dict[str, Any]) -> Reply:
         user = self.store.users[self.ctx.user]
@@ -232,7 +234,7 @@ class Methods:
     def department_get(self, params: dict[str, Any]) -> Reply:
         reserved = {"sort", "order", "start"}
         filt = {k: v for k, v in params.items() if k.lower() not in reserved}
-        rows = [dict(d) for d in self.store.departments.values() if _matches(d, filt)]
+        rows = [dict(d) for d in self.store.departments.values() if matches(d, filt)]
         return page(sorted(rows, key=_id_key), params)
 
     def notify(self, params: dict[str, Any]) -> Reply:
@@ -288,7 +290,7 @@ def _sortable(value: Any) -> tuple[int, int, str]:
     return (0, int(text), "") if text.isdigit() else (1, 0, text)
 
 
-def _matches(row: dict[str, Any], filt: Any, skip: tuple[str, ...] = ()) -> bool:
+def matches(row: dict[str, Any], filt: Any, skip: tuple[str, ...] = ()) -> bool:
     """The list filter. An empty value is dropped, as Bitrix drops it: ``filter[ID]=`` (say, from a
     ``$result`` reference that did not resolve) filters nothing at all."""
     if not isinstance(filt, dict):

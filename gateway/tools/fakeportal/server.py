@@ -22,6 +22,7 @@ from gateway.tools.fakeportal.batch import run_batch, time_block
 from gateway.tools.fakeportal.control import control_routes
 from gateway.tools.fakeportal.events import Delivery, Events
 from gateway.tools.fakeportal.faults import Fault, Faults, LeakyBucket, Recorder
+from gateway.tools.fakeportal.items import Items
 from gateway.tools.fakeportal.methods import Context, Methods, Notification, Reply
 from gateway.tools.fakeportal.store import PortalStore, RestError, parse_params
 from rules.policy import Status, load_policy
@@ -59,6 +60,8 @@ class FakePortal:
         )
         self.ctx = Context(user=user, scopes=scopes)
         self.methods = Methods(self.store, self.ctx, self._changed)
+        items = Items(self.store)
+        self.methods.table.update({"crm.item.get": items.get, "crm.item.list": items.list})
         self.faults = Faults()
         self.faults.latency = latency
         if rate_limit is not None:
@@ -122,6 +125,15 @@ class FakePortal:
 
     def reset_counters(self) -> None:
         self.faults.reset_counters()
+
+    @property
+    def item_api(self) -> bool:
+        """Whether ``crm.item.*`` exists here (False: ERROR_METHOD_NOT_FOUND, like older boxes)."""
+        return self.ctx.item_api
+
+    @item_api.setter
+    def item_api(self, on: bool) -> None:
+        self.ctx.item_api = on
 
     # -- faults ------------------------------------------------------------------------------
     def set_latency(self, seconds: float, method: str | None = None) -> None:
@@ -292,6 +304,10 @@ class FakePortal:
         try:
             params = await _read_params(request)
             self.faults.commands[method] += 1
+            if self.faults.command_latency > 0:
+                cmd = params.get("cmd") if method == "batch" else None
+                count = len(cmd) if isinstance(cmd, dict | list) else 1
+                await asyncio.sleep(self.faults.command_latency * count)
             if method == "batch":
                 reply = run_batch(params, self._sub_command)
             else:
