@@ -18,6 +18,8 @@ from rules.phones import DEFAULT_REGION, check_region
 PREFIX = "CALLGUARD_"
 DEFAULT_STATUS_FIELD = "UF_CRM_CALLGUARD_STATUS"
 DEFAULT_REDIS_PREFIX = "callguard:"
+DEFAULT_OAUTH_SERVER = "https://oauth.bitrix.info"
+OAUTH_VARIABLES = ("OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "PORTAL_URL", "PUBLIC_URL")
 
 
 class ConfigError(ValueError):
@@ -52,6 +54,16 @@ class Settings:
     max_frame: int = 4096
     public_url: str | None = None
     log_level: str = "info"
+    lang: str = "ru"
+    # Sign-in through a Bitrix24 application (gateway/web/oauth): on when the client id is set.
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = None
+    oauth_server: str = DEFAULT_OAUTH_SERVER
+    oauth_state_ttl: float = 600.0
+    oauth_timeout: float = 10.0
+    oauth_pending: int = 10_000
+    # Where small durable state lives (the pinned portal); None keeps it in memory (tests).
+    state_dir: Path | None = None
     insecure_dev: bool = field(default=False)
     demo: bool = field(default=False)
 
@@ -117,6 +129,18 @@ class _Reader:
             raise self.fail(name, f"no such file: {value}")
         return file
 
+    def check_oauth(self) -> None:
+        """Sign-in needs all four or none: a half-configured one would fail at the first user."""
+        if self.raw("OAUTH_CLIENT_ID") is None:
+            if self.raw("OAUTH_CLIENT_SECRET") is not None:
+                raise self.fail("OAUTH_CLIENT_ID", "not set, but CALLGUARD_OAUTH_CLIENT_SECRET is")
+            return
+        for name in OAUTH_VARIABLES:
+            if self.raw(name) is None:
+                raise self.fail(
+                    name, "not set; sign-in through Bitrix24 needs it (docs/install-cloud.md)"
+                )
+
     def settings(self, insecure_dev: bool) -> Settings:
         secret = self.raw("SECRET")
         if secret is None:
@@ -162,6 +186,11 @@ class _Reader:
         admins = tuple(a.strip() for a in admins_raw.split(",") if a.strip())
         if not all(a.isdigit() for a in admins):
             raise self.fail("ADMINS", f"must be comma-separated user ids, got {admins_raw!r}")
+        lang = (self.raw("LANG") or "ru").lower()
+        if lang not in ("ru", "en"):
+            raise self.fail("LANG", f"must be ru or en, got {lang!r}")
+        oauth_server = self.url("OAUTH_SERVER", ("http", "https")) or DEFAULT_OAUTH_SERVER
+        self.check_oauth()
         level = (self.raw("LOG_LEVEL") or "info").lower()
         if level not in ("debug", "info", "warning", "error"):
             raise self.fail("LOG_LEVEL", f"must be debug, info, warning or error, got {level!r}")
@@ -192,8 +221,28 @@ class _Reader:
             max_frame=self.integer("MAX_FRAME", 4096, 256, 1_048_576),
             public_url=self.url("PUBLIC_URL", ("http", "https")),
             log_level=level,
+            lang=lang,
+            oauth_client_id=self.raw("OAUTH_CLIENT_ID"),
+            oauth_client_secret=self.raw("OAUTH_CLIENT_SECRET"),
+            oauth_server=oauth_server.rstrip("/"),
+            oauth_state_ttl=self.number("OAUTH_STATE_TTL", 600.0, 10.0, 3600.0),
+            oauth_timeout=self.number("OAUTH_TIMEOUT", 10.0, 0.5, 120.0),
+            oauth_pending=self.integer("OAUTH_PENDING", 10_000, 1, 1_000_000),
+            state_dir=state_dir(self.env),
             insecure_dev=insecure_dev and self.raw("SECRET") is None,
         )
+
+
+def state_dir(env: Mapping[str, str]) -> Path:
+    """``CALLGUARD_STATE_DIR``, else ``$XDG_STATE_HOME/callguard``, else
+    ``~/.local/state/callguard`` (the XDG convention; a relative XDG_STATE_HOME is ignored)."""
+    explicit = (env.get(PREFIX + "STATE_DIR") or "").strip()
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = (env.get("XDG_STATE_HOME") or "").strip()
+    if xdg and Path(xdg).is_absolute():
+        return Path(xdg) / "callguard"
+    return Path((env.get("HOME") or "").strip() or Path.home()) / ".local" / "state" / "callguard"
 
 
 def mask_url(url: str) -> str:
