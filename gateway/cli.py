@@ -99,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="folder for the unpacked extension (+ FOLDER.zip)")
     p.add_argument("--lang", choices=("ru", "en"), help="its texts (default: CALLGUARD_LANG or ru)")
+    p.add_argument("--version", dest="ext_version", help="its version (default: the gateway's)")
     p.set_defaults(handler=_extension)
 
     p = sub.add_parser("loadtest", help="N tabs on a local gateway process, calls at a fixed rate")
@@ -282,11 +283,12 @@ def _extension(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from gateway.tools.extension import ExtensionError, build, target
+    from gateway.tools.extension import ExtensionError, build, check_version, target
 
     lang = args.lang or (os.environ.get("CALLGUARD_LANG") or "ru").strip().lower()
     try:
-        folder, archive = build(target(args.portal, args.gateway, lang), Path(args.out))
+        version = check_version(args.ext_version or __version__)
+        folder, archive = build(target(args.portal, args.gateway, lang), Path(args.out), version)
     except (ExtensionError, OSError) as err:
         raise UsageError(str(err)) from None
     print(f"unpacked extension: {folder}")

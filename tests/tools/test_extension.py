@@ -94,6 +94,13 @@ def test_the_zip_holds_the_same_files(written: Path) -> None:
         assert zf.read("manifest.json") == (written / "manifest.json").read_bytes()
 
 
+def test_a_version_of_its_own(tmp_path: Path) -> None:
+    out = tmp_path / "ext"
+    args = ["--portal", PORTAL, "--gateway", GATEWAY, "--version", "0.1.0.7", "--out", str(out)]
+    assert main(["extension", *args]) == 0
+    assert json.loads((out / "manifest.json").read_text(encoding="utf-8"))["version"] == "0.1.0.7"
+
+
 def test_a_gateway_under_a_path_keeps_it(tmp_path: Path) -> None:
     out = tmp_path / "ext"
     assert (
@@ -114,6 +121,7 @@ def test_a_gateway_under_a_path_keeps_it(tmp_path: Path) -> None:
     [
         (["--portal", "example.bitrix24.ru", "--gateway", GATEWAY], "--portal must be"),
         (["--portal", PORTAL, "--gateway", "ftp://gw"], "--gateway must be"),
+        (["--portal", PORTAL, "--gateway", GATEWAY, "--version", "1.x"], "--version must"),
     ],
 )
 def test_bad_addresses_are_one_line_exit_2(

@@ -87,6 +87,16 @@ def target(portal: str, gateway: str, lang: str = "ru") -> Target:
     return Target(f"{p.scheme}://{p.netloc}", f"{g.scheme}://{g.netloc}{g.path.rstrip('/')}", lang)
 
 
+def check_version(version: str) -> str:
+    """A manifest version: one to four numbers 0-65535 joined by dots (a release's ``+local``
+    or ``-pre`` part dropped). Browsers update an installed extension only to a higher one."""
+    plain = version.split("+")[0].split("-")[0]
+    parts = plain.split(".")
+    if not 1 <= len(parts) <= 4 or not all(p.isdigit() and int(p) <= 65535 for p in parts):
+        raise ExtensionError(f"--version must look like 1.2.3 or 1.2.3.4, got {version!r}")
+    return plain
+
+
 def match(origin: str) -> str:
     """A match pattern for every page of ``origin``; ports are left out: Firefox does not
     match them, and Chromium matches any port when none is given."""
@@ -98,7 +108,7 @@ def manifest(t: Target, version: str = __version__) -> dict[str, Any]:
     return {
         "manifest_version": 3,
         "name": "Callguard",
-        "version": version.split("+")[0].split("-")[0],
+        "version": check_version(version),
         "description": TEXTS[t.lang]["description"],
         "permissions": ["storage"],
         "host_permissions": [match(t.portal), match(t.gateway)],
