@@ -12,6 +12,7 @@ portal's pages only.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -52,7 +53,15 @@ class Setup:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def setup(chromium: Path, tmp_path: Path) -> AsyncIterator[Setup]:
+async def setup(
+    chromium: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[Setup]:
+    """Portal, gateway, portal pages and Chromium with the extension. An indirect parameter is
+    a member_id already pinned in the gateway's state dir (another portal account)."""
+    pinned = getattr(request, "param", None)
+    if pinned:
+        (tmp_path / "state").mkdir()
+        (tmp_path / "state" / "portal.json").write_text(json.dumps({"member_id": pinned}))
     async with (
         FakePortal(host=PORTAL_HOST) as portal,
         signin_gateway(portal, tmp_path / "state") as gateway,
@@ -104,9 +113,31 @@ async def test_the_extension_signs_in_by_itself_and_colours_the_popup(setup: Set
         timeout=ms(timeout(2)),
     )
     # The sign-in tab closed itself; the options page says who is signed in.
-    assert [p.url.split("?")[0] for p in setup.context.pages if "/auth/" in p.url] == []
+    for tab in [p for p in setup.context.pages if "/auth/" in p.url]:
+        if not tab.is_closed():
+            await tab.wait_for_event("close", timeout=ms(timeout(1)))
     options = await setup.context.new_page()
     await options.goto(f"chrome-extension://{extension}/options.html")
     await options.wait_for_selector("#status[data-user='7']", timeout=ms(timeout(1)))
     assert setup.portal.oauth.exchanges == 1
     assert errors == []
+
+
+@pytest.mark.parametrize("setup", ["f" * 32], indirect=True)
+async def test_a_refused_sign_in_shows_on_the_extensions_page(setup: Setup) -> None:
+    """The gateway serves another portal account: the user's sign-in is refused (403), the
+    sign-in tab they opened stays on the refusal, and the extension's page says why."""
+    extension = await setup.extension_id()
+    options = await setup.context.new_page()
+    await options.goto(f"chrome-extension://{extension}/options.html")
+    async with setup.context.expect_page(timeout=ms(timeout(2))) as opened:
+        await options.click("#signin")
+    signin = await opened.value
+    await signin.wait_for_selector(
+        "#callguard-signin[data-error='wrong_portal']", timeout=ms(timeout(2))
+    )
+    await options.wait_for_selector("#error:not([hidden])", timeout=ms(timeout(1)))
+    error = await options.inner_text("#error")
+    assert error.startswith("wrong_portal: ")
+    assert "f" * 32 in error
+    assert await options.get_attribute("#status", "data-user") == ""

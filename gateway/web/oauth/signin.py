@@ -75,7 +75,7 @@ class SignIn:
             )
         portal = urlsplit(settings.portal_url)
         self.portal_origin = f"{portal.scheme}://{portal.netloc}"
-        self.portal_domain = portal.netloc.lower()
+        self.portal_domain = _host(portal.netloc)
         self.client_id = settings.oauth_client_id or ""
         self.redirect_uri = settings.public_url.rstrip("/") + "/auth/callback"
         self.secure_cookie = settings.public_url.startswith("https:")
@@ -190,7 +190,7 @@ class SignIn:
         return user_id
 
     def _check_portal(self, domain: str | None, member_id: str | None) -> None:
-        if domain is not None and domain.strip().lower() != self.portal_domain:
+        if domain is not None and _host(domain) != self.portal_domain:
             raise Refusal(
                 403,
                 "wrong_portal",
@@ -215,6 +215,12 @@ class SignIn:
                 "wrong_portal",
                 f"the grant's REST endpoint is not on {self.portal_origin} (CALLGUARD_PORTAL_URL)",
             )
+
+
+def _host(netloc: str) -> str:
+    """``Example.bitrix24.ru:443`` and ``example.bitrix24.ru`` are one portal."""
+    host = netloc.strip().lower()
+    return host.removesuffix(":443").removesuffix(":80")
 
 
 def _wants_json(request: Request) -> bool:

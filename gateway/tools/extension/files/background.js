@@ -4,21 +4,35 @@
  * on the toolbar badge when something needs the user. */
 'use strict';
 var CONFIG = __CALLGUARD_CONFIG__;
-var AUTO_EVERY = 5 * 60 * 1000; // automatic sign-ins at most this often
+// Automatic sign-ins (a portal page without a good token) at most this often, all in one tab:
+// a user not signed in to the portal leaves that tab on the portal's login form, and the next
+// portal page after they sign in drives the same tab again instead of opening another.
+var AUTO_EVERY = 30 * 1000;
+var START = CONFIG.gateway + '/auth/start';
 
 function badge(text, title) {
   chrome.action.setBadgeText({text: text});
   chrome.action.setTitle({title: title || 'Callguard'});
 }
 
+function openTab(interactive, tabs) {
+  chrome.tabs.create({url: START, active: interactive}, function (tab) {
+    var kept = (tabs || []).slice(-10);
+    kept.push({id: tab.id, interactive: interactive});
+    var change = {signin_tabs: kept};
+    if (!interactive) change.auto_tab = tab.id;
+    chrome.storage.local.set(change);
+  });
+}
+
 function signIn(interactive) {
-  chrome.storage.local.get(['last_auto', 'signin_tabs'], function (s) {
-    if (!interactive && s.last_auto && Date.now() - s.last_auto < AUTO_EVERY) return;
-    if (!interactive) chrome.storage.local.set({last_auto: Date.now()});
-    chrome.tabs.create({url: CONFIG.gateway + '/auth/start', active: !!interactive}, function (tab) {
-      var tabs = (s.signin_tabs || []).slice(-10);
-      tabs.push({id: tab.id, interactive: !!interactive});
-      chrome.storage.local.set({signin_tabs: tabs});
+  chrome.storage.local.get(['last_auto', 'auto_tab', 'signin_tabs'], function (s) {
+    if (interactive) return openTab(true, s.signin_tabs);
+    if (s.last_auto && Date.now() - s.last_auto < AUTO_EVERY) return;
+    chrome.storage.local.set({last_auto: Date.now()});
+    if (s.auto_tab == null) return openTab(false, s.signin_tabs);
+    chrome.tabs.update(s.auto_tab, {url: START}, function () {
+      if (chrome.runtime.lastError) openTab(false, s.signin_tabs); // the user closed it
     });
   });
 }
@@ -34,6 +48,7 @@ function closeSigninTab(tabId, ok) {
     tabs.forEach(function (t) { if (t.id === tabId) mine = t; });
     if (!mine) return;
     chrome.storage.local.set({signin_tabs: tabs.filter(function (t) { return t.id !== tabId; })});
+    if (!mine.interactive) chrome.storage.local.remove('auto_tab');
     // A failed sign-in the user started stays on screen: it says what went wrong.
     if (ok || !mine.interactive) chrome.tabs.remove(tabId);
   });

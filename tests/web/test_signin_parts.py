@@ -1,11 +1,15 @@
-"""The sign-in state: signed, short-lived, single use, bound to a browser, bounded memory; and
-the sign-in settings."""
+"""The sign-in's parts: the state (signed, short-lived, single use, bound to a browser, bounded
+memory), the pinned portal account, the page, and the settings."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from gateway.run.config import ConfigError, Settings
+from gateway.web.oauth.page import page
+from gateway.web.oauth.pin import MemberPin
 from gateway.web.oauth.states import Busy, StateError, States
 
 SECRET = "states-secret-0123456789abcdef"
@@ -105,3 +109,35 @@ def test_sign_in_settings() -> None:
 def test_bad_sign_in_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
+
+
+def test_the_pin_is_kept_in_the_state_dir_and_read_back(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    pin = MemberPin(state)
+    assert pin.member_id is None
+    pin.pin("a" * 32, "example.bitrix24.ru")
+    assert MemberPin(state).member_id == "a" * 32
+    assert [f.name for f in state.iterdir()] == ["portal.json"]  # no temporary file left
+    assert MemberPin(None).member_id is None  # no state dir: memory only
+
+
+@pytest.mark.parametrize(
+    ("text", "says"), [("{not json", "cannot read the pinned portal"), ("{}", "no member_id")]
+)
+def test_a_broken_pin_file_stops_the_start_naming_it(tmp_path: Path, text: str, says: str) -> None:
+    (tmp_path / "portal.json").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=says) as err:
+        MemberPin(tmp_path)
+    assert str(tmp_path / "portal.json") in str(err.value)
+
+
+def test_the_page_speaks_the_configured_language() -> None:
+    english = page("en", 403, error="wrong_portal", message="signed in to 'other.bitrix24.ru'")
+    text = english.body.decode()
+    assert '<html lang="en">' in text
+    assert "The sign-in failed." in text
+    assert "Вход" not in text
+    russian = page("ru", 403, error="wrong_portal", message="signed in to 'other.bitrix24.ru'")
+    assert "Вход не удался." in russian.body.decode()
+    assert "другой портал" in russian.body.decode()
+    assert "&#x27;other.bitrix24.ru&#x27;" in russian.body.decode()  # escaped
