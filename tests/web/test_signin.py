@@ -102,6 +102,7 @@ async def test_the_whole_flow_gives_a_token_for_the_portal_user(
     # The first sign-in pinned the portal account, durably.
     assert MemberPin(tmp_path).member_id == portal.oauth.member_id
     assert await metric(browser, gateway, "ok") == 1
+    assert "\ncallguard_signin_states 1.0\n" in (await browser.get(f"{gateway}/metrics")).text
 
 
 async def test_a_browser_gets_a_page_that_hands_the_token_over(

@@ -18,7 +18,7 @@ import logging
 import time
 from urllib.parse import urlencode, urlsplit
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -98,6 +98,12 @@ class SignIn:
         )
         for outcome in OUTCOMES:
             self.signins.labels(outcome)
+        # How close the used-state memory is to CALLGUARD_OAUTH_PENDING (past it: 503 busy).
+        Gauge(
+            "callguard_signin_states",
+            "Used sign-in states remembered until they expire",
+            registry=registry,
+        ).set_function(lambda: self.states.remembered)
 
     async def close(self) -> None:
         await self.auth.close()
