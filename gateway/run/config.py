@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gateway.userid import InvalidUserId, user_id
 from rules.phones import DEFAULT_REGION, check_region
 
 PREFIX = "CALLGUARD_"
@@ -52,6 +53,8 @@ class Settings:
     tab_queue: int = 16
     heartbeat: float = 20.0
     max_frame: int = 4096
+    token_leeway: float = 60.0
+    token_max_ttl: float = 86_400.0
     public_url: str | None = None
     log_level: str = "info"
     lang: str = "ru"
@@ -183,9 +186,10 @@ class _Reader:
         if cache_backend == "redis" and redis_url is None:
             raise self.fail("CACHE", "'redis' needs CALLGUARD_REDIS_URL to be set")
         admins_raw = self.raw("ADMINS") or ""
-        admins = tuple(a.strip() for a in admins_raw.split(",") if a.strip())
-        if not all(a.isdigit() for a in admins):
-            raise self.fail("ADMINS", f"must be comma-separated user ids, got {admins_raw!r}")
+        try:
+            admins = tuple(user_id(a) for a in admins_raw.split(",") if a.strip())
+        except InvalidUserId as err:
+            raise self.fail("ADMINS", f"must be comma-separated user ids: {err}") from None
         lang = (self.raw("LANG") or "ru").lower()
         if lang not in ("ru", "en"):
             raise self.fail("LANG", f"must be ru or en, got {lang!r}")
@@ -219,6 +223,8 @@ class _Reader:
             tab_queue=self.integer("TAB_QUEUE", 16, 1, 1024),
             heartbeat=self.number("HEARTBEAT", 20.0, 0.05, 3600.0),
             max_frame=self.integer("MAX_FRAME", 4096, 256, 1_048_576),
+            token_leeway=self.number("TOKEN_LEEWAY", 60.0, 0.0, 600.0),
+            token_max_ttl=self.number("TOKEN_MAX_TTL", 86_400.0, 60.0, 30 * 86_400.0),
             public_url=self.url("PUBLIC_URL", ("http", "https")),
             log_level=level,
             lang=lang,

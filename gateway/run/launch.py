@@ -38,6 +38,11 @@ def demo(host: str, port: int) -> None:
 
 def token(user: str, ttl: float) -> str:
     settings = Settings.from_env()
+    if ttl > settings.token_max_ttl:
+        # The gateway would refuse it (4401): say so now, not when a tab fails to connect.
+        raise ValueError(
+            f"--ttl {ttl:g} is longer than CALLGUARD_TOKEN_MAX_TTL ({settings.token_max_ttl:g} s)"
+        )
     return issue_token(settings.secret, user, ttl)
 
 

@@ -14,6 +14,7 @@ from gateway.crm.build import build_directory
 from gateway.crm.dataset import Dataset
 from gateway.live.calls import Calls
 from gateway.live.fanout import Fanout, LocalFanout, RedisFanout
+from gateway.live.renewals import Renewals
 from gateway.live.tabs import Tabs
 from gateway.run.config import ConfigError, Settings
 from gateway.run.metrics import Metrics
@@ -59,6 +60,8 @@ class Gateway:
         # which the stopped peer cannot answer either, gives up on it (1011).
         self.tabs = Tabs(capacity=s.tab_queue, stuck_after=s.heartbeat / 4)
         self.tabs.on_close = lambda code: self.metrics.tab_closes.labels(str(code)).inc()
+        self.renewals = Renewals(s.secret)
+        self.renewals.on_renew = self.metrics.token_renewals.inc
         # CALLGUARD_REDIS_URL: paints cross processes through Redis; unset: this process only.
         self.shared: RedisFanout | None = None
         if s.redis_url is None:
@@ -106,6 +109,7 @@ class Gateway:
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
+        self.renewals.close()
         self.tabs.close_all()
         await self.calls.close()
         await self.fanout.close()

@@ -17,6 +17,7 @@ from starlette.types import Scope
 from gateway.live import wire
 from gateway.portal.intake import EventIntake
 from gateway.run.runtime import Gateway
+from gateway.userid import InvalidUserId, user_id
 from gateway.web.responses import failure, json_response
 from rules.phones import InvalidPhone
 
@@ -70,11 +71,10 @@ async def post_call(request: Request) -> Response:
 def _call_fields(doc: object) -> tuple[str, str, str, wire.Direction]:
     if not isinstance(doc, dict):
         raise wire.WireError(wire.INVALID_MESSAGE, "body must be a JSON object")
-    user = doc.get("user_id")
-    if isinstance(user, int) and not isinstance(user, bool):
-        user = str(user)
-    if not isinstance(user, str) or not user.strip().isdigit():
-        raise wire.WireError(wire.INVALID_MESSAGE, "'user_id' must be a Bitrix24 user id (digits)")
+    try:
+        user = user_id(doc.get("user_id"))
+    except InvalidUserId as err:
+        raise wire.WireError(wire.INVALID_MESSAGE, f"'user_id': {err}") from None
     call_id = wire.check_call_id(doc.get("call_id"))
     phone = doc.get("phone")
     if not isinstance(phone, str) or not phone.strip() or len(phone) > wire.MAX_PHONE:
@@ -82,7 +82,7 @@ def _call_fields(doc: object) -> tuple[str, str, str, wire.Direction]:
     direction = doc.get("direction", "in")
     if direction not in wire.DIRECTIONS:
         raise wire.WireError(wire.INVALID_MESSAGE, '\'direction\' must be "in" or "out"')
-    return user.strip(), call_id, phone, direction
+    return user, call_id, phone, direction
 
 
 async def healthz(request: Request) -> Response:

@@ -218,7 +218,9 @@ async def test_without_bx_the_popup_itself_is_watched(demo: DemoPage) -> None:
     assert demo.errors == []
 
 
-async def test_a_refused_token_stops_the_snippet_quietly(demo: DemoPage) -> None:
+async def test_a_refused_token_leaves_the_page_working_and_is_retried_only_minutes_later(
+    demo: DemoPage,
+) -> None:
     await demo.open(user="7", token="not-a-token")
     await demo.page.wait_for_function("window.__cg.closes.length > 0", timeout=ms(timeout(1)))
     assert await demo.closes() == [4401]

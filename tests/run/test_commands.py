@@ -60,6 +60,19 @@ def test_token_needs_a_secret_and_a_user_id(
     monkeypatch.setenv("CALLGUARD_SECRET", SECRET)
     assert main(["token", "--user", "anna"]) == 2
     assert "user id" in capsys.readouterr().err
+    for user in ("06", "６", "0"):
+        assert main(["token", "--user", user]) == 2
+        assert "without leading zeros" in capsys.readouterr().err
+
+
+def test_token_refuses_a_lifetime_the_gateway_would_refuse(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CALLGUARD_SECRET", SECRET)
+    assert main(["token", "--user", "6", "--ttl", str(24 * 3600 + 1)]) == 2
+    assert "CALLGUARD_TOKEN_MAX_TTL" in capsys.readouterr().err
+    monkeypatch.setenv("CALLGUARD_TOKEN_MAX_TTL", str(48 * 3600))
+    assert main(["token", "--user", "6", "--ttl", str(24 * 3600 + 1)]) == 0
 
 
 def free_port() -> int:

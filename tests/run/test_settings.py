@@ -15,6 +15,7 @@ def test_defaults_are_the_embedded_single_process_setup() -> None:
     assert (s.region, s.port, s.lookup_deadline) == ("RU", 8000, 1.5)
     assert s.status_field == "UF_CRM_CALLGUARD_STATUS"
     assert s.insecure_dev is False
+    assert (s.token_leeway, s.token_max_ttl) == (60.0, 86_400.0)
 
 
 def test_overrides(tmp_path: Path) -> None:
@@ -30,8 +31,11 @@ def test_overrides(tmp_path: Path) -> None:
             "CALLGUARD_ADMINS": "1, 12",
             "CALLGUARD_REGION": "de",
             "CALLGUARD_CACHE_TTL": "30",
+            "CALLGUARD_TOKEN_LEEWAY": "5",
+            "CALLGUARD_TOKEN_MAX_TTL": "43200",
         }
     )
+    assert (s.token_leeway, s.token_max_ttl) == (5.0, 43_200.0)
     assert s.port == 5001
     assert s.portal_url == "https://portal.example/rest/1/code/"
     assert s.directory == data
@@ -77,6 +81,10 @@ def test_missing_secret_stops_start_up_unless_insecure_dev() -> None:
             r"^CALLGUARD_STATUS_FIELD: must look like",
         ),
         ({**SECRET, "CALLGUARD_ADMINS": "1,bob"}, r"^CALLGUARD_ADMINS: must be comma-separated"),
+        ({**SECRET, "CALLGUARD_ADMINS": "1,01"}, r"^CALLGUARD_ADMINS: .*leading zeros"),
+        ({**SECRET, "CALLGUARD_TOKEN_LEEWAY": "-1"}, r"^CALLGUARD_TOKEN_LEEWAY: must be between"),
+        ({**SECRET, "CALLGUARD_TOKEN_MAX_TTL": "10"}, r"^CALLGUARD_TOKEN_MAX_TTL: must be between"),
+        ({**SECRET, "CALLGUARD_TOKEN_MAX_TTL": "day"}, r"^CALLGUARD_TOKEN_MAX_TTL: must be a"),
         ({**SECRET, "CALLGUARD_LOG_LEVEL": "loud"}, r"^CALLGUARD_LOG_LEVEL: must be"),
     ],
 )
