@@ -55,6 +55,7 @@ class Settings:
     max_frame: int = 4096
     token_leeway: float = 60.0
     token_max_ttl: float = 86_400.0
+    token_ttl: float = 12 * 3600.0  # the lifetime of tokens the gateway signs at sign-in
     public_url: str | None = None
     log_level: str = "info"
     lang: str = "ru"
@@ -131,6 +132,15 @@ class _Reader:
         if not file.is_file():
             raise self.fail(name, f"no such file: {value}")
         return file
+
+    def token_ttl(self) -> float:
+        ttl = self.number("TOKEN_TTL", 12 * 3600.0, 60.0, 30 * 86_400.0)
+        longest = self.number("TOKEN_MAX_TTL", 86_400.0, 60.0, 30 * 86_400.0)
+        if ttl > longest:
+            raise self.fail(
+                "TOKEN_TTL", f"{ttl:g} s is longer than CALLGUARD_TOKEN_MAX_TTL ({longest:g} s)"
+            )
+        return ttl
 
     def check_oauth(self) -> None:
         """Sign-in needs all four or none: a half-configured one would fail at the first user."""
@@ -225,6 +235,7 @@ class _Reader:
             max_frame=self.integer("MAX_FRAME", 4096, 256, 1_048_576),
             token_leeway=self.number("TOKEN_LEEWAY", 60.0, 0.0, 600.0),
             token_max_ttl=self.number("TOKEN_MAX_TTL", 86_400.0, 60.0, 30 * 86_400.0),
+            token_ttl=self.token_ttl(),
             public_url=self.url("PUBLIC_URL", ("http", "https")),
             log_level=level,
             lang=lang,

@@ -12,6 +12,7 @@ portal's pages only.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import BrowserContext, Page, async_playwright
 
+from gateway.live.tokens import check_token
 from gateway.tools.extension import build, target
 from gateway.tools.fakeportal import FakePortal
 from gateway.tools.fakeportal.oauth import USER_COOKIE
@@ -27,12 +29,23 @@ from tests.browser.conftest import ARGS
 from tests.browser.demo import RECORDER, RED, WRAPPER, ms
 from tests.browser.portal_page import portal_pages
 from tests.signin import signin_gateway
+from tests.support import TEST_SECRET
 from tests.timing import timeout
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 
 ROMASHKA = "+7 (495) 123-45-67"  # ООО «Ромашка», IN_WORK, responsible user 6: red for user 7
 PORTAL_HOST = "127.0.0.2"
+# Seconds: the tokens sign-in gives, so that the socket renews one within the test (at 40-50%
+# of it), long after the page has connected, even on a slow machine.
+TOKEN_TTL = 20
+# In an extension page: the token the extension keeps, or (with an argument) one that is not it.
+STORED = "() => new Promise(r => chrome.storage.local.get('token', s => r(s.token || '')))"
+RENEWED = """old => new Promise(r => {
+  const check = () => chrome.storage.local.get('token', s => { if (s.token !== old) r(s.token); });
+  chrome.storage.onChanged.addListener(check);
+  check();
+})"""
 
 
 class Setup:
@@ -64,7 +77,7 @@ async def setup(
         (tmp_path / "state" / "portal.json").write_text(json.dumps({"member_id": pinned}))
     async with (
         FakePortal(host=PORTAL_HOST) as portal,
-        signin_gateway(portal, tmp_path / "state") as gateway,
+        signin_gateway(portal, tmp_path / "state", token_ttl=float(TOKEN_TTL)) as gateway,
         portal_pages(PORTAL_HOST) as pages,
         async_playwright() as playwright,
     ):
@@ -119,6 +132,14 @@ async def test_the_extension_signs_in_by_itself_and_colours_the_popup(setup: Set
     options = await setup.context.new_page()
     await options.goto(f"chrome-extension://{extension}/options.html")
     await options.wait_for_selector("#status[data-user='7']", timeout=ms(timeout(1)))
+    first = await options.evaluate(STORED)
+    signed_in = check_token(TEST_SECRET, first)
+    assert (signed_in.user_id, signed_in.lifetime) == ("7", TOKEN_TTL)
+    # The socket renews the tab's token; the extension keeps the newest for the next page.
+    async with asyncio.timeout(timeout(3)):
+        renewed = check_token(TEST_SECRET, await options.evaluate(RENEWED, first))
+    assert (renewed.user_id, renewed.lifetime) == ("7", TOKEN_TTL)
+    assert renewed.issued_at > signed_in.issued_at
     assert setup.portal.oauth.exchanges == 1
     assert errors == []
 

@@ -84,6 +84,7 @@ def test_sign_in_settings() -> None:
     assert (s.oauth_state_ttl, s.oauth_timeout, s.oauth_pending) == (600.0, 10.0, 10_000)
     assert str(s.state_dir) == "/var/lib/callguard"
     assert s.lang == "ru"
+    assert s.token_ttl == 12 * 3600
     box = Settings.from_env(
         {**ALL, "CALLGUARD_OAUTH_SERVER": "https://portal.example/", "CALLGUARD_LANG": "EN"}
     )
@@ -104,6 +105,7 @@ def test_sign_in_settings() -> None:
         ({**ALL, "CALLGUARD_OAUTH_STATE_TTL": "5"}, "CALLGUARD_OAUTH_STATE_TTL: must be between"),
         ({**ALL, "CALLGUARD_OAUTH_PENDING": "0"}, "CALLGUARD_OAUTH_PENDING: must be"),
         ({**BASE, "CALLGUARD_LANG": "de"}, "CALLGUARD_LANG: must be ru or en"),
+        ({**BASE, "CALLGUARD_TOKEN_TTL": "90000"}, "CALLGUARD_TOKEN_TTL: 90000 s is longer"),
     ],
 )
 def test_bad_sign_in_settings_name_the_variable(env: dict[str, str], message: str) -> None:

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from gateway.live.tokens import DEFAULT_TTL, issue_token
+from gateway.live.tokens import issue_token
 from gateway.run.config import ConfigError, Settings
 from gateway.web.oauth.page import page
 from gateway.web.oauth.pin import MemberPin
@@ -80,6 +80,7 @@ class SignIn:
         self.redirect_uri = settings.public_url.rstrip("/") + "/auth/callback"
         self.secure_cookie = settings.public_url.startswith("https:")
         self.secret = settings.secret
+        self.token_ttl = settings.token_ttl
         self.lang = settings.lang
         self.states = States(settings.secret, settings.oauth_state_ttl, settings.oauth_pending)
         self.auth = PortalAuth(
@@ -140,8 +141,8 @@ class SignIn:
         else:
             self.signins.labels("ok").inc()
             now = time.time()
-            token = issue_token(self.secret, user_id, DEFAULT_TTL, now)
-            expires_at = int(now + DEFAULT_TTL)
+            token = issue_token(self.secret, user_id, self.token_ttl, now)
+            expires_at = int(now + self.token_ttl)
             log.info("sign-in: user %s of %s", user_id, self.portal_domain)
             if wants_json:
                 body = {"token": token, "user_id": user_id, "expires_at": expires_at}

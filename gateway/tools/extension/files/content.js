@@ -7,7 +7,7 @@
   var KEYS = ['token', 'expires_at', 'issued_at', 'user_id'];
   var started = false;
 
-  function valid(s) { return !!(s && s.token && s.expires_at * 1000 > Date.now() + 60000); }
+  function valid(s) { return !!(s && s.token && s.expires_at * 1000 > Date.now()); }
   // Past 60% of its life, a fresh token is asked for while this one still works.
   function ageing(s) {
     var now = Date.now() / 1000, life = s.expires_at - (s.issued_at || s.expires_at - 43200);
