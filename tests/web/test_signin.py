@@ -3,6 +3,7 @@ the whole flow and every refusal (issue 13)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -246,6 +247,50 @@ async def test_an_oauth_server_out_of_reach_is_502(tmp_path: Path) -> None:
     assert answer.status_code == 502
     assert answer.json()["error"] == "upstream_error"
     assert answer.json()["message"] == "could not reach the OAuth server (ClientConnectorError)"
+
+
+async def test_an_oauth_server_that_answers_no_json_is_502(
+    portal: FakePortal, tmp_path: Path
+) -> None:
+    async with (
+        signin_gateway(portal, tmp_path, oauth_server=f"{portal.url}elsewhere") as gateway,
+        httpx.AsyncClient(timeout=timeout()) as browser,
+    ):
+        answer = await browser.get(await to_callback(browser, gateway), headers=JSON)
+    assert answer.status_code == 502
+    assert answer.json() == {
+        "error": "upstream_error",
+        "message": "the OAuth server answered HTTP 404 without a JSON object",
+    }
+
+
+async def test_an_oauth_server_that_never_answers_is_502_after_the_timeout(
+    portal: FakePortal, tmp_path: Path
+) -> None:
+    held: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # reads nothing, answers nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with (
+            signin_gateway(
+                portal, tmp_path, oauth_server=f"http://127.0.0.1:{port}", oauth_timeout=0.5
+            ) as gateway,
+            httpx.AsyncClient(timeout=timeout()) as browser,
+        ):
+            answer = await browser.get(await to_callback(browser, gateway), headers=JSON)
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    assert answer.status_code == 502
+    assert answer.json()["message"] == (
+        "the OAuth server did not answer within the timeout (CALLGUARD_OAUTH_TIMEOUT)"
+    )
 
 
 async def test_codes_tokens_and_the_secret_never_reach_the_logs(
