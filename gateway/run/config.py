@@ -58,6 +58,9 @@ class Settings:
     token_ttl: float = 12 * 3600.0  # the lifetime of tokens the gateway signs at sign-in
     public_url: str | None = None
     log_level: str = "info"
+    log_format: str = "text"
+    # None: the default (the portal's origin and PUBLIC_URL's); see gateway/web/origins.py.
+    allowed_origins: tuple[str, ...] | None = None
     lang: str = "ru"
     # Sign-in through a Bitrix24 application (gateway/web/oauth): on when the client id is set.
     oauth_client_id: str | None = None
@@ -132,6 +135,29 @@ class _Reader:
         if not file.is_file():
             raise self.fail(name, f"no such file: {value}")
         return file
+
+    def origins(self, name: str) -> tuple[str, ...] | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        out: list[str] = []
+        for item in (i.strip() for i in value.split(",")):
+            parts = urlsplit(item)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.username is not None
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+            ):
+                raise self.fail(
+                    name,
+                    "must be comma-separated origins like https://portal.example "
+                    f"(scheme, host, optional port; no path), got {item!r}",
+                )
+            out.append(f"{parts.scheme}://{parts.netloc.lower()}")
+        return tuple(out)
 
     def token_ttl(self) -> float:
         ttl = self.number("TOKEN_TTL", 12 * 3600.0, 60.0, 30 * 86_400.0)
@@ -208,6 +234,9 @@ class _Reader:
         level = (self.raw("LOG_LEVEL") or "info").lower()
         if level not in ("debug", "info", "warning", "error"):
             raise self.fail("LOG_LEVEL", f"must be debug, info, warning or error, got {level!r}")
+        log_format = (self.raw("LOG_FORMAT") or "text").lower()
+        if log_format not in ("text", "json"):
+            raise self.fail("LOG_FORMAT", f"must be text or json, got {log_format!r}")
         return Settings(
             secret=secret,
             host=self.raw("HOST") or "0.0.0.0",
@@ -238,6 +267,8 @@ class _Reader:
             token_ttl=self.token_ttl(),
             public_url=self.url("PUBLIC_URL", ("http", "https")),
             log_level=level,
+            log_format=log_format,
+            allowed_origins=self.origins("ALLOWED_ORIGINS"),
             lang=lang,
             oauth_client_id=self.raw("OAUTH_CLIENT_ID"),
             oauth_client_secret=self.raw("OAUTH_CLIENT_SECRET"),
@@ -263,7 +294,12 @@ def state_dir(env: Mapping[str, str]) -> Path:
 
 
 def mask_url(url: str) -> str:
-    """Hide a Bitrix24 webhook code: ``https://p/rest/1/abc123/`` -> ``https://p/rest/1/***/``."""
+    """Hide a Bitrix24 webhook code: ``https://p/rest/1/abc123/`` -> ``https://p/rest/1/***/``.
+    A URL with credentials (``user:password@``, any ``@``) is masked whole but for its scheme:
+    a password may hold ``/`` or ``:``, so where it ends is anyone's guess."""
+    if "@" in url:
+        scheme, sep, _ = url.partition("://")
+        return f"{scheme}://***" if sep and scheme.isalnum() else "***"
     parts = url.split("/")
     for i, part in enumerate(parts[:-1]):
         if part == "rest" and i + 2 < len(parts) and parts[i + 1].isdigit():

@@ -6,10 +6,14 @@ anything listens; the CLI prints it and exits 2.
 
 from __future__ import annotations
 
-import sys
+import logging
+import secrets
 
 from gateway.live.tokens import issue_token
+from gateway.run import logs
 from gateway.run.config import ConfigError, Settings
+
+log = logging.getLogger("callguard.launch")
 
 INSECURE_WARNING = (
     "WARNING: --insecure-dev: CALLGUARD_SECRET is not set, using a throw-away secret. "
@@ -22,16 +26,25 @@ def serve(host: str | None, port: int | None, insecure_dev: bool) -> None:
     settings = settings.but(
         host=host or settings.host, port=settings.port if port is None else port
     )
+    logs.configure(settings)
     if settings.insecure_dev:
-        print(INSECURE_WARNING, file=sys.stderr, flush=True)
+        log.warning(INSECURE_WARNING)
     _run(settings)
 
 
 def demo(host: str, port: int) -> None:
-    """The gateway on the bundled demo data with the demo page; a generated secret is fine here."""
+    """The gateway on the bundled demo data with the demo page. It hands a token to anyone who
+    asks (``/demo/api/token``), so it signs with a fresh secret of its own, never with
+    ``CALLGUARD_SECRET``: a demo's tokens open no production gateway that shares the variable."""
     settings = Settings.from_env(insecure_dev=True).but(
-        host=host, port=port, demo=True, directory=None, portal_url=None
+        host=host,
+        port=port,
+        demo=True,
+        directory=None,
+        portal_url=None,
+        secret=secrets.token_urlsafe(32),
     )
+    logs.configure(settings)
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
     _run(settings, f"Callguard demo: open http://{shown}:{port}/demo/")
 
@@ -52,7 +65,10 @@ def _run(settings: Settings, ready: str | None = None) -> None:
 
     try:
         run(create_app(settings), settings, on_started=lambda: _say(ready))
-    except StartupError as err:
+    except (StartupError, ConfigError) as err:
+        if settings.log_format == "json":  # every stderr line a JSON object, this one too
+            log.error("%s", err)
+            raise SystemExit(2) from None
         raise ConfigError(str(err)) from None
 
 

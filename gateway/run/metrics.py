@@ -64,6 +64,12 @@ class Metrics:
         self.token_renewals = Counter(
             "callguard_token_renewals", "Renewed tokens sent to open tabs", registry=r
         )
+        self.origins_refused = Counter(
+            "callguard_origins_refused",
+            "Requests from a page origin that is not allowed (ws: 403, static: no CORS)",
+            ["path"],
+            registry=r,
+        )
         self.loop_stall = Histogram(
             "callguard_loop_stall_seconds",
             "How late the event loop ran a probe that asked to wake up on time",

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -18,10 +19,22 @@ from gateway.portal.wiring import build_intake
 from gateway.run.config import Settings
 from gateway.run.runtime import build_gateway
 from gateway.web.demo import demo_routes
+from gateway.web.headers import SecurityHeaders
 from gateway.web.http import SnippetFiles, healthz, metrics, portal_events, post_call
 from gateway.web.oauth import build_signin, signin_routes
+from gateway.web.origins import Origins, default_origins
 
-STATIC_DIR = Path(package.__file__).parent.parent / "static"
+
+def static_dir() -> Path:
+    """The snippet and the demo page: ``gateway/static`` in an installed wheel (the build copies
+    the top-level ``static/`` there), else the checkout's ``static/`` (an editable install)."""
+    installed = Path(package.__file__).parent / "static"
+    if (installed / "callguard.js").is_file():
+        return installed
+    return Path(package.__file__).parent.parent / "static"
+
+
+STATIC_DIR = static_dir()
 
 
 class GatewayApp(Starlette):
@@ -69,7 +82,16 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
     ]
     if settings.demo:
         routes.extend(demo_routes(STATIC_DIR))
-    app = GatewayApp(routes=routes, lifespan=lifespan)
+    allowed = settings.allowed_origins
+    if allowed is None:
+        allowed = default_origins(settings.portal_url, settings.public_url)
+    origins = Origins(allowed)
+    app = GatewayApp(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders, frame_ancestors=origins.allowed)],
+    )
+    app.state.origins = origins
     app.state.gateway = gateway
     app.state.intake = intake
     app.state.demo_statuses = editable

@@ -31,7 +31,7 @@ async def portal_pages(host: str) -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/demo/api/users", api_users)
     app.router.add_get("/demo/", index)
-    app.router.add_static("/static/demo/", STATIC_DIR / "demo")
+    app.router.add_static("/demo/", STATIC_DIR / "demo")  # demo.js, demo.css beside the page
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, host, 0)

@@ -77,8 +77,12 @@ async def setup(
         (tmp_path / "state" / "portal.json").write_text(json.dumps({"member_id": pinned}))
     async with (
         FakePortal(host=PORTAL_HOST) as portal,
-        signin_gateway(portal, tmp_path / "state", token_ttl=float(TOKEN_TTL)) as gateway,
         portal_pages(PORTAL_HOST) as pages,
+        # The content script's socket carries its page's origin: the pages' port is not the
+        # fake portal's, so it is allowed by name (a real portal's origin is by default).
+        signin_gateway(
+            portal, tmp_path / "state", token_ttl=float(TOKEN_TTL), allowed_origins=(pages,)
+        ) as gateway,
         async_playwright() as playwright,
     ):
         folder, _ = build(target(pages, gateway, "en"), tmp_path / "extension")

@@ -66,6 +66,16 @@ def test_missing_secret_stops_start_up_unless_insecure_dev() -> None:
             r"^CALLGUARD_LOOKUP_DEADLINE: must be between",
         ),
         ({**SECRET, "CALLGUARD_TAB_QUEUE": "-1"}, r"^CALLGUARD_TAB_QUEUE: must be a whole number"),
+        ({**SECRET, "CALLGUARD_LOG_FORMAT": "xml"}, r"^CALLGUARD_LOG_FORMAT: must be text or json"),
+        (
+            {**SECRET, "CALLGUARD_ALLOWED_ORIGINS": "https://a.example, https://b.example/path"},
+            r"^CALLGUARD_ALLOWED_ORIGINS: must be comma-separated origins .*b.example/path",
+        ),
+        ({**SECRET, "CALLGUARD_ALLOWED_ORIGINS": "*"}, r"^CALLGUARD_ALLOWED_ORIGINS: "),
+        (
+            {**SECRET, "CALLGUARD_ALLOWED_ORIGINS": "https://u:p@a.example"},
+            r"^CALLGUARD_ALLOWED_ORIGINS: ",
+        ),
         (
             {**SECRET, "CALLGUARD_PORTAL_URL": "portal.example"},
             r"^CALLGUARD_PORTAL_URL: must be a http/https URL",
@@ -101,3 +111,27 @@ def test_webhook_code_is_masked_in_errors_and_urls() -> None:
         "https://p.example/rest/12/***/crm.lead.get.json"
     )
     assert mask_url("https://p.example/other/path") == "https://p.example/other/path"
+
+
+def test_a_url_with_credentials_is_masked_whole() -> None:
+    assert mask_url("redis://user:pa55@redis.example:6379/0") == "redis://***"
+    assert mask_url("redis://:pa/ss@redis.example/0") == "redis://***"
+    assert mask_url("https://u:p@p.example/rest/1/code/") == "https://***"
+    assert mask_url("u:p@p.example") == "***"
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**SECRET, "CALLGUARD_REDIS_URL": "http://user:hunter2@r.example/"})
+    assert "hunter2" not in str(err.value)
+    assert "r.example" not in str(err.value)
+
+
+def test_log_format_and_allowed_origins() -> None:
+    s = Settings.from_env(
+        {
+            **SECRET,
+            "CALLGUARD_LOG_FORMAT": "JSON",
+            "CALLGUARD_ALLOWED_ORIGINS": "https://Portal.example, http://127.0.0.1:8000/",
+        }
+    )
+    assert s.log_format == "json"
+    assert s.allowed_origins == ("https://portal.example", "http://127.0.0.1:8000")
+    assert Settings.from_env(SECRET).allowed_origins is None  # the default: see origins.py
