@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gateway.store import url as database_urls
 from gateway.userid import InvalidUserId, user_id
 from rules.phones import DEFAULT_REGION, check_region
 
@@ -35,6 +36,11 @@ class Settings:
     portal_url: str | None = None
     directory: Path | None = None
     rules: Path | None = None
+    # from_env() fills in the state directory's file; a Settings built in code (tests) gets a
+    # database that lives as long as the process.
+    database_url: str = database_urls.MEMORY_URL
+    database_timeout: float = 5.0
+    database_pool: int = 5
     redis_url: str | None = None
     redis_prefix: str = DEFAULT_REDIS_PREFIX
     cache_backend: str = "memory"
@@ -210,6 +216,11 @@ class _Reader:
         if not status_field.startswith("UF_CRM_") or not status_field.replace("_", "").isalnum():
             raise self.fail("STATUS_FIELD", f"must look like UF_CRM_NAME, got {status_field!r}")
         redis_url = self.url("REDIS_URL", ("redis", "rediss", "unix"))
+        database_url = self.raw("DATABASE_URL") or database_urls.default_url(self.env)
+        try:
+            database_urls.check(database_url)
+        except database_urls.DatabaseUrlError as err:
+            raise self.fail("DATABASE_URL", str(err)) from None
         redis_prefix = self.raw("REDIS_PREFIX") or DEFAULT_REDIS_PREFIX
         if len(redis_prefix) > 64 or not redis_prefix.isprintable() or " " in redis_prefix:
             raise self.fail(
@@ -244,6 +255,9 @@ class _Reader:
             portal_url=portal,
             directory=self.path("DIRECTORY"),
             rules=self.path("RULES"),
+            database_url=database_url,
+            database_timeout=self.number("DATABASE_TIMEOUT", 5.0, 0.1, 300.0),
+            database_pool=self.integer("DATABASE_POOL", 5, 1, 100),
             redis_url=redis_url,
             redis_prefix=redis_prefix,
             cache_backend=cache_backend,

@@ -6,12 +6,14 @@ anything listens; the CLI prints it and exits 2.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 
 from gateway.live.tokens import issue_token
 from gateway.run import logs
 from gateway.run.config import ConfigError, Settings
+from gateway.store.url import MEMORY_URL
 
 log = logging.getLogger("callguard.launch")
 
@@ -35,7 +37,8 @@ def serve(host: str | None, port: int | None, insecure_dev: bool) -> None:
 def demo(host: str, port: int) -> None:
     """The gateway on the bundled demo data with the demo page. It hands a token to anyone who
     asks (``/demo/api/token``), so it signs with a fresh secret of its own, never with
-    ``CALLGUARD_SECRET``: a demo's tokens open no production gateway that shares the variable."""
+    ``CALLGUARD_SECRET``: a demo's tokens open no production gateway that shares the variable.
+    The demo's data lives in the process, so its approved statuses do too."""
     settings = Settings.from_env(insecure_dev=True).but(
         host=host,
         port=port,
@@ -43,6 +46,7 @@ def demo(host: str, port: int) -> None:
         directory=None,
         portal_url=None,
         secret=secrets.token_urlsafe(32),
+        database_url=MEMORY_URL,
     )
     logs.configure(settings)
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
@@ -63,6 +67,7 @@ def _run(settings: Settings, ready: str | None = None) -> None:
     from gateway.run.server import StartupError, run
     from gateway.web.app import create_app
 
+    asyncio.run(check_database(settings))
     try:
         run(create_app(settings), settings, on_started=lambda: _say(ready))
     except (StartupError, ConfigError) as err:
@@ -70,6 +75,21 @@ def _run(settings: Settings, ready: str | None = None) -> None:
             log.error("%s", err)
             raise SystemExit(2) from None
         raise ConfigError(str(err)) from None
+
+
+async def check_database(settings: Settings) -> None:
+    """Open (create, migrate) the database once before anything listens, so an unreachable one
+    is one line naming CALLGUARD_DATABASE_URL rather than a failed lifespan's traceback. The
+    app's lifespan opens it again on its own event loop."""
+    from gateway.store.database import Database, DatabaseUnavailable
+
+    database = Database(settings.database_url, timeout=settings.database_timeout, pool_size=1)
+    try:
+        await database.open()
+    except DatabaseUnavailable as err:
+        raise ConfigError(str(err)) from None
+    finally:
+        await database.close()
 
 
 def _say(line: str | None) -> None:

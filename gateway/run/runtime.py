@@ -19,6 +19,7 @@ from gateway.live.tabs import Tabs
 from gateway.run.config import ConfigError, Settings
 from gateway.run.metrics import Metrics
 from gateway.run.probes import GcProbe, LagProbe
+from gateway.store.database import Database
 from rules.policy import Policy, PolicyError, load_policy
 
 
@@ -55,6 +56,13 @@ class Gateway:
 
     def __post_init__(self) -> None:
         s = self.settings
+        # Durable state (approved statuses): opened and migrated in start(), closed last.
+        self.database = Database(
+            s.database_url,
+            timeout=s.database_timeout,
+            pool_size=s.database_pool,
+            registry=self.metrics.registry,
+        )
         # A send blocked for a quarter heartbeat means the peer stopped reading; the sweep runs
         # eight times per heartbeat, so such a tab is closed (1013) before the websocket ping,
         # which the stopped peer cannot answer either, gives up on it (1011).
@@ -95,6 +103,7 @@ class Gateway:
         return self.directory.dataset
 
     async def start(self) -> None:
+        await self.database.open()
         self._sweeper = asyncio.get_running_loop().create_task(
             self.tabs.run_sweeps(self.settings.heartbeat / 8)
         )
@@ -115,6 +124,7 @@ class Gateway:
         await self.fanout.close()
         if self.owns_directory:
             await self.directory.close()
+        await self.database.close()
 
 
 def build_gateway(settings: Settings, directory: Directory | None = None) -> Gateway:

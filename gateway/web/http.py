@@ -122,6 +122,8 @@ async def healthz(request: Request) -> Response:
         "active_calls": gateway.calls.active,
         # Redis down degrades (other processes' tabs miss paints) but this process still serves.
         "fanout": gateway.shared.health() if gateway.shared is not None else {"mode": "local"},
+        # Likewise: a failing database stops status judgements, never a call.
+        "database": gateway.database.health(),
     }
     return json_response(body, status)
 

@@ -67,25 +67,31 @@ async def test_after_a_refused_token_the_snippet_retries_and_says_so_for_every_c
 ) -> None:
     # The page's websocket goes through a relay to a gateway with another secret (a portal whose
     # secret was rotated first): refused. Pointed at the right one, the next retry gets in.
-    other = demo_settings().but(secret="another-browser-tests-secret-0123456789")
-    async with (
-        running_gateway(demo_settings()) as base,
-        running_gateway(other) as wrong,
-    ):
-        host, port = wrong.removeprefix("http://").rsplit(":", 1)
-        async with cutter(host, int(port)) as relay:
-            demo = await open_demo(base)
-            await demo.open(user="7", ws=f"ws://127.0.0.1:{relay.port}/ws", refused_retry="0.3")
-            await demo.page.wait_for_function(
-                "window.__cg.closes.length >= 2", timeout=ms(timeout(1))
-            )
-            assert await demo.page.get_attribute("#cg-conn", "data-state") == "refused"
-            right_host, right_port = base.removeprefix("http://").rsplit(":", 1)
-            relay.target = (right_host, int(right_port))
-            await demo.connected()
-            closes = await demo.closes()
-            assert set(closes) == {4401}
-            # Every refusal was a close the page heard of, and one the gateway counted.
-            assert await metric(wrong, 'callguard_tab_closes_total{code="4401"}') == len(closes)
-            await demo.ring(ROMASHKA)
-            await demo.wait_background(WRAPPER, RED, timeout(1))
+    async with running_gateway(demo_settings()) as base:
+        # The page's origin is the first gateway's: the second must allow it, or it refuses the
+        # handshake (403) before any token is looked at.
+        other = demo_settings().but(
+            secret="another-browser-tests-secret-0123456789", allowed_origins=(base,)
+        )
+        async with running_gateway(other) as wrong:
+            host, port = wrong.removeprefix("http://").rsplit(":", 1)
+            async with cutter(host, int(port)) as relay:
+                demo = await open_demo(base)
+                await demo.open(user="7", ws=f"ws://127.0.0.1:{relay.port}/ws", refused_retry="0.3")
+                await demo.page.wait_for_function(
+                    "() => window.__cg.closes.length >= 2", timeout=ms(timeout(1))
+                )
+                # Each refusal shows on the page (until the next retry, 0.3 s later, starts).
+                await demo.page.wait_for_function(
+                    "() => document.querySelector('#cg-conn').dataset.state === 'refused'",
+                    timeout=ms(timeout(1)),
+                )
+                right_host, right_port = base.removeprefix("http://").rsplit(":", 1)
+                relay.target = (right_host, int(right_port))
+                await demo.connected()
+                closes = await demo.closes()
+                assert set(closes) == {4401}
+                # Every refusal was a close the page heard of, and one the gateway counted.
+                assert await metric(wrong, 'callguard_tab_closes_total{code="4401"}') == len(closes)
+                await demo.ring(ROMASHKA)
+                await demo.wait_background(WRAPPER, RED, timeout(1))
