@@ -3,8 +3,11 @@
 Shared by the flow tests (tests/web/test_signin.py) and the extension in Chromium
 (tests/browser/test_extension.py)::
 
-    async with signin_gateway(portal, state_dir) as base_url:   # portal.oauth knows the app
+    async with signin_gateway(portal, database_file) as base_url:   # portal.oauth knows the app
         ...
+
+``database_file`` is an SQLite file (the pinned portal account outlives the gateway) or None
+(a database in the gateway's memory).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from gateway.run.config import Settings
+from gateway.store.database import Database
+from gateway.store.portal_pin import PortalPin
 from gateway.tools.fakeportal import FakePortal
 from tests.support import gateway_settings, running_gateway
 
@@ -29,26 +34,40 @@ def free_port() -> int:
 
 
 def signin_settings(
-    portal: FakePortal, public_url: str, state_dir: Path | None, **changes: object
+    portal: FakePortal, public_url: str, database: Path | None, **changes: object
 ) -> Settings:
+    if database is not None:
+        changes = {"database_url": f"sqlite:///{database}", **changes}
     return gateway_settings(
         portal_url=portal.webhook_url,
         public_url=public_url,
         oauth_client_id=CLIENT_ID,
         oauth_client_secret=CLIENT_SECRET,
         oauth_server=portal.url.rstrip("/"),
-        state_dir=state_dir,
     ).but(**changes)
 
 
 @contextlib.asynccontextmanager
 async def signin_gateway(
-    portal: FakePortal, state_dir: Path | None, **changes: object
+    portal: FakePortal, database: Path | None, **changes: object
 ) -> AsyncIterator[str]:
     """The gateway, its local application registered on ``portal`` with its callback URL."""
     port = free_port()
     public = f"http://127.0.0.1:{port}"
     portal.oauth.register(CLIENT_ID, CLIENT_SECRET, f"{public}/auth/callback")
-    settings = signin_settings(portal, public, state_dir, **changes)
+    settings = signin_settings(portal, public, database, **changes)
     async with running_gateway(settings, port=port) as base_url:
         yield base_url
+
+
+async def pinned_in(database: Path, member_id: str | None = None) -> str | None:
+    """The member_id pinned in the SQLite file ``database``; with ``member_id``, pin it first
+    (as an earlier sign-in to another portal account would have)."""
+    db = Database(f"sqlite:///{database}")
+    await db.open()
+    try:
+        if member_id is not None:
+            await PortalPin(db).pin(member_id, "elsewhere.bitrix24.ru")
+        return await PortalPin(db).get()
+    finally:
+        await db.close()

@@ -75,8 +75,6 @@ class Settings:
     oauth_state_ttl: float = 600.0
     oauth_timeout: float = 10.0
     oauth_pending: int = 10_000
-    # Where small durable state lives (the pinned portal); None keeps it in memory (tests).
-    state_dir: Path | None = None
     insecure_dev: bool = field(default=False)
     demo: bool = field(default=False)
 
@@ -290,21 +288,8 @@ class _Reader:
             oauth_state_ttl=self.number("OAUTH_STATE_TTL", 600.0, 10.0, 3600.0),
             oauth_timeout=self.number("OAUTH_TIMEOUT", 10.0, 0.5, 120.0),
             oauth_pending=self.integer("OAUTH_PENDING", 10_000, 1, 1_000_000),
-            state_dir=state_dir(self.env),
             insecure_dev=insecure_dev and self.raw("SECRET") is None,
         )
-
-
-def state_dir(env: Mapping[str, str]) -> Path:
-    """``CALLGUARD_STATE_DIR``, else ``$XDG_STATE_HOME/callguard``, else
-    ``~/.local/state/callguard`` (the XDG convention; a relative XDG_STATE_HOME is ignored)."""
-    explicit = (env.get(PREFIX + "STATE_DIR") or "").strip()
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = (env.get("XDG_STATE_HOME") or "").strip()
-    if xdg and Path(xdg).is_absolute():
-        return Path(xdg) / "callguard"
-    return Path((env.get("HOME") or "").strip() or Path.home()) / ".local" / "state" / "callguard"
 
 
 def mask_url(url: str) -> str:

@@ -58,7 +58,7 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
     a directory passed in stays the caller's to close. Raises ConfigError on bad settings."""
     gateway = build_gateway(settings, directory)
     intake, editable = build_intake(gateway)
-    signin = build_signin(settings, gateway.metrics.registry)
+    signin = build_signin(gateway)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

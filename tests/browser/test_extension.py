@@ -13,7 +13,6 @@ portal's pages only.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from gateway.tools.fakeportal.oauth import USER_COOKIE
 from tests.browser.conftest import ARGS
 from tests.browser.demo import RECORDER, RED, WRAPPER, ms
 from tests.browser.portal_page import portal_pages
-from tests.signin import signin_gateway
+from tests.signin import pinned_in, signin_gateway
 from tests.support import TEST_SECRET
 from tests.timing import timeout
 
@@ -71,17 +70,17 @@ async def setup(
 ) -> AsyncIterator[Setup]:
     """Portal, gateway, portal pages and Chromium with the extension. An indirect parameter is
     a member_id already pinned in the gateway's state dir (another portal account)."""
+    database = tmp_path / "callguard.sqlite3"
     pinned = getattr(request, "param", None)
     if pinned:
-        (tmp_path / "state").mkdir()
-        (tmp_path / "state" / "portal.json").write_text(json.dumps({"member_id": pinned}))
+        await pinned_in(database, pinned)
     async with (
         FakePortal(host=PORTAL_HOST) as portal,
         portal_pages(PORTAL_HOST) as pages,
         # The content script's socket carries its page's origin: the pages' port is not the
         # fake portal's, so it is allowed by name (a real portal's origin is by default).
         signin_gateway(
-            portal, tmp_path / "state", token_ttl=float(TOKEN_TTL), allowed_origins=(pages,)
+            portal, database, token_ttl=float(TOKEN_TTL), allowed_origins=(pages,)
         ) as gateway,
         async_playwright() as playwright,
     ):

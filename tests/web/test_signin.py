@@ -16,8 +16,7 @@ import pytest
 from gateway.live.tokens import verify_token
 from gateway.tools.fakeportal import FakePortal
 from gateway.tools.fakeportal.oauth import USER_COOKIE
-from gateway.web.oauth.pin import MemberPin
-from tests.signin import CLIENT_SECRET, signin_gateway
+from tests.signin import CLIENT_SECRET, pinned_in, signin_gateway
 from tests.support import TEST_SECRET, gateway_settings, running_gateway
 from tests.timing import timeout
 
@@ -32,7 +31,7 @@ async def portal() -> AsyncIterator[FakePortal]:
 
 @pytest.fixture
 async def gateway(portal: FakePortal, tmp_path: Path) -> AsyncIterator[str]:
-    async with signin_gateway(portal, tmp_path) as base_url:
+    async with signin_gateway(portal, tmp_path / "callguard.sqlite3") as base_url:
         yield base_url
 
 
@@ -101,7 +100,7 @@ async def test_the_whole_flow_gives_a_token_for_the_portal_user(
     assert verify_token(TEST_SECRET, body["token"]) == "7"
     assert answer.headers["cache-control"] == "no-store"
     # The first sign-in pinned the portal account, durably.
-    assert MemberPin(tmp_path).member_id == portal.oauth.member_id
+    assert await pinned_in(tmp_path / "callguard.sqlite3") == portal.oauth.member_id
     assert await metric(browser, gateway, "ok") == 1
     assert "\ncallguard_signin_states 1.0\n" in (await browser.get(f"{gateway}/metrics")).text
 
@@ -204,13 +203,33 @@ async def test_another_portal_account_is_403_once_one_is_pinned(
     assert "f" * 32 in answer.json()["message"]
 
 
+async def test_the_pin_outlives_the_gateway(portal: FakePortal, tmp_path: Path) -> None:
+    """Pinned in the database: a gateway started again on it refuses another account."""
+    database = tmp_path / "callguard.sqlite3"
+    pinned = portal.oauth.member_id
+    async with (
+        signin_gateway(portal, database) as gateway,
+        httpx.AsyncClient(timeout=timeout()) as browser,
+    ):
+        answer = await browser.get(await to_callback(browser, gateway), headers=JSON)
+        assert answer.status_code == 200
+    portal.oauth.member_id = "e" * 32
+    async with (
+        signin_gateway(portal, database) as gateway,
+        httpx.AsyncClient(timeout=timeout()) as browser,
+    ):
+        answer = await browser.get(await to_callback(browser, gateway), headers=JSON)
+    assert answer.status_code == 403
+    assert pinned in answer.json()["message"]
+
+
 async def test_a_sign_in_to_another_portal_is_403(tmp_path: Path) -> None:
     """One OAuth server for many portals (oauth.bitrix.info): a user of portal B signs in and
     is sent to our callback; the gateway serves portal A."""
     async with (
         FakePortal() as a,
         FakePortal() as b,
-        signin_gateway(a, tmp_path, oauth_server=b.url.rstrip("/")) as gateway,
+        signin_gateway(a, tmp_path / "db.sqlite3", oauth_server=b.url.rstrip("/")) as gateway,
         httpx.AsyncClient(timeout=timeout()) as browser,
     ):
         b.oauth.apps = dict(a.oauth.apps)
@@ -232,7 +251,7 @@ async def test_a_sign_in_to_another_portal_is_403(tmp_path: Path) -> None:
         assert answer.status_code == 403
         assert answer.json()["error"] == "wrong_portal"
         assert b.oauth.domain in answer.json()["message"]
-    assert not (tmp_path / "portal.json").exists()
+    assert await pinned_in(tmp_path / "db.sqlite3") is None
 
 
 async def test_an_oauth_server_out_of_reach_is_502(tmp_path: Path) -> None:
@@ -240,7 +259,7 @@ async def test_an_oauth_server_out_of_reach_is_502(tmp_path: Path) -> None:
         closed = gone.url.rstrip("/")
         await gone.close()
         async with (
-            signin_gateway(portal, tmp_path, oauth_server=closed) as gateway,
+            signin_gateway(portal, None, oauth_server=closed) as gateway,
             httpx.AsyncClient(timeout=timeout()) as browser,
         ):
             answer = await browser.get(await to_callback(browser, gateway), headers=JSON)
@@ -253,7 +272,7 @@ async def test_an_oauth_server_that_answers_no_json_is_502(
     portal: FakePortal, tmp_path: Path
 ) -> None:
     async with (
-        signin_gateway(portal, tmp_path, oauth_server=f"{portal.url}elsewhere") as gateway,
+        signin_gateway(portal, None, oauth_server=f"{portal.url}elsewhere") as gateway,
         httpx.AsyncClient(timeout=timeout()) as browser,
     ):
         answer = await browser.get(await to_callback(browser, gateway), headers=JSON)
@@ -277,7 +296,7 @@ async def test_an_oauth_server_that_never_answers_is_502_after_the_timeout(
     try:
         async with (
             signin_gateway(
-                portal, tmp_path, oauth_server=f"http://127.0.0.1:{port}", oauth_timeout=0.5
+                portal, None, oauth_server=f"http://127.0.0.1:{port}", oauth_timeout=0.5
             ) as gateway,
             httpx.AsyncClient(timeout=timeout()) as browser,
         ):

@@ -1,15 +1,12 @@
 """The sign-in's parts: the state (signed, short-lived, single use, bound to a browser, bounded
-memory), the pinned portal account, the page, and the settings."""
+memory), the page, and the settings."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from gateway.run.config import ConfigError, Settings
 from gateway.web.oauth.page import page
-from gateway.web.oauth.pin import MemberPin
 from gateway.web.oauth.states import Busy, StateError, States
 
 SECRET = "states-secret-0123456789abcdef"
@@ -78,20 +75,17 @@ ALL = {
 
 
 def test_sign_in_settings() -> None:
-    s = Settings.from_env({**ALL, "CALLGUARD_STATE_DIR": "/var/lib/callguard"})
+    s = Settings.from_env(ALL)
     assert s.oauth_client_id == "local.abc.123"
     assert s.oauth_server == "https://oauth.bitrix.info"
     assert (s.oauth_state_ttl, s.oauth_timeout, s.oauth_pending) == (600.0, 10.0, 10_000)
-    assert str(s.state_dir) == "/var/lib/callguard"
     assert s.lang == "ru"
     assert s.token_ttl == 12 * 3600
     box = Settings.from_env(
         {**ALL, "CALLGUARD_OAUTH_SERVER": "https://portal.example/", "CALLGUARD_LANG": "EN"}
     )
     assert (box.oauth_server, box.lang) == ("https://portal.example", "en")
-    off = Settings.from_env({**BASE, "XDG_STATE_HOME": "/xdg"})
-    assert off.oauth_client_id is None
-    assert str(off.state_dir) == "/xdg/callguard"
+    assert Settings.from_env(BASE).oauth_client_id is None
 
 
 @pytest.mark.parametrize(
@@ -111,26 +105,6 @@ def test_sign_in_settings() -> None:
 def test_bad_sign_in_settings_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env)
-
-
-def test_the_pin_is_kept_in_the_state_dir_and_read_back(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    pin = MemberPin(state)
-    assert pin.member_id is None
-    pin.pin("a" * 32, "example.bitrix24.ru")
-    assert MemberPin(state).member_id == "a" * 32
-    assert [f.name for f in state.iterdir()] == ["portal.json"]  # no temporary file left
-    assert MemberPin(None).member_id is None  # no state dir: memory only
-
-
-@pytest.mark.parametrize(
-    ("text", "says"), [("{not json", "cannot read the pinned portal"), ("{}", "no member_id")]
-)
-def test_a_broken_pin_file_stops_the_start_naming_it(tmp_path: Path, text: str, says: str) -> None:
-    (tmp_path / "portal.json").write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError, match=says) as err:
-        MemberPin(tmp_path)
-    assert str(tmp_path / "portal.json") in str(err.value)
 
 
 def test_the_page_speaks_the_configured_language() -> None:

@@ -2,17 +2,17 @@
 
 ``signin_routes(signin)``: the two routes when CALLGUARD_OAUTH_CLIENT_ID is set; otherwise one
 route that says which variables to set. signin.py holds the flow, states.py the state, portal.py
-the requests to Bitrix24, pin.py the pinned portal account, page.py the page a browser sees.
+the requests to Bitrix24, page.py the page a browser sees; the pinned portal account is kept in
+the database (gateway/store/portal_pin.py).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.run.config import Settings
+from gateway.run.runtime import Gateway
 from gateway.web.oauth.signin import SignIn
 from gateway.web.responses import failure
 
@@ -23,9 +23,11 @@ OFF = (
 )
 
 
-def build_signin(settings: Settings, registry: CollectorRegistry) -> SignIn | None:
+def build_signin(gateway: Gateway) -> SignIn | None:
     """The sign-in, or None when it is off. Raises ConfigError when half-configured."""
-    return SignIn(settings, registry) if settings.oauth_client_id else None
+    if not gateway.settings.oauth_client_id:
+        return None
+    return SignIn(gateway.settings, gateway.metrics.registry, gateway.database)
 
 
 async def _off(request: Request) -> Response:

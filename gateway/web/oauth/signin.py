@@ -24,8 +24,9 @@ from starlette.responses import RedirectResponse, Response
 
 from gateway.live.tokens import issue_token
 from gateway.run.config import ConfigError, Settings
+from gateway.store.database import Database, DatabaseError
+from gateway.store.portal_pin import PortalPin
 from gateway.web.oauth.page import page
-from gateway.web.oauth.pin import MemberPin
 from gateway.web.oauth.portal import Grant, PortalAuth, Refused, Upstream
 from gateway.web.oauth.states import COOKIE, Busy, StateError, States
 from gateway.web.responses import failure, json_response
@@ -67,7 +68,7 @@ class Refusal(Exception):
 
 
 class SignIn:
-    def __init__(self, settings: Settings, registry: CollectorRegistry) -> None:
+    def __init__(self, settings: Settings, registry: CollectorRegistry, database: Database) -> None:
         if not (settings.oauth_client_secret and settings.portal_url and settings.public_url):
             raise ConfigError(
                 "CALLGUARD_OAUTH_CLIENT_ID: sign-in also needs CALLGUARD_OAUTH_CLIENT_SECRET, "
@@ -89,7 +90,7 @@ class SignIn:
             settings.oauth_client_secret,
             settings.oauth_timeout,
         )
-        self.pin = MemberPin(settings.state_dir)
+        self.pins = PortalPin(database)
         logging.getLogger("uvicorn.access").addFilter(ACCESS_FILTER)  # a set: added once
         self.signins = Counter(
             "callguard_signins",
@@ -170,12 +171,13 @@ class SignIn:
         code = query.get("code")
         if not code:
             raise Refusal(400, "bad_state", "the portal sent no code: sign in again")
+        pinned = await self._pinned()
         # The URL's domain and member_id are only claims (the grant below is the proof), but a
         # wrong one needs no round trip to be refused.
-        self._check_portal(query.get("domain"), query.get("member_id"))
+        self._check_portal(query.get("domain"), query.get("member_id"), pinned)
         try:
             grant = await self.auth.exchange(code)
-            self._check_portal(grant.domain, grant.member_id)
+            self._check_portal(grant.domain, grant.member_id, pinned)
             self._check_endpoint(grant)
             user = await self.auth.current_user(grant)
         except Refused as err:
@@ -187,8 +189,13 @@ class SignIn:
             raise Refusal(502, "upstream_error", "the portal's user.current has no user ID")
         if user.get("ACTIVE") in (False, "N"):
             raise Refusal(403, "inactive_user", f"user {user_id} is deactivated in the portal")
-        if self.pin.member_id is None:
-            self.pin.pin(grant.member_id, grant.domain)
+        if pinned is None:
+            try:
+                pinned = await self.pins.pin(grant.member_id, grant.domain)
+            except DatabaseError as err:
+                raise Refusal(503, "database_error", str(err)) from None
+            # Another process may have pinned another account meanwhile: its pin stands.
+            self._check_portal(None, grant.member_id, pinned)
             log.warning(
                 "pinned portal %s (member_id %s): sign-ins from any other account are refused",
                 grant.domain,
@@ -196,7 +203,13 @@ class SignIn:
             )
         return user_id
 
-    def _check_portal(self, domain: str | None, member_id: str | None) -> None:
+    async def _pinned(self) -> str | None:
+        try:
+            return await self.pins.get()
+        except DatabaseError as err:
+            raise Refusal(503, "database_error", str(err)) from None
+
+    def _check_portal(self, domain: str | None, member_id: str | None, pinned: str | None) -> None:
         if domain is not None and _host(domain) != self.portal_domain:
             raise Refusal(
                 403,
@@ -204,13 +217,12 @@ class SignIn:
                 f"signed in to {domain.strip()[:100]!r}, but this gateway serves "
                 f"{self.portal_domain!r} (CALLGUARD_PORTAL_URL)",
             )
-        pinned = self.pin.member_id
         if member_id is not None and pinned is not None and member_id != pinned:
             raise Refusal(
                 403,
                 "wrong_portal",
-                f"portal account {member_id[:64]!r} is not the pinned one {pinned!r} "
-                f"(delete {self.pin.path or 'the pin'} if the portal really moved)",
+                f"portal account {member_id[:64]!r} is not the pinned one {pinned!r} (delete "
+                "the row of the database table portal_pin if the portal really moved)",
             )
 
     def _check_endpoint(self, grant: Grant) -> None:
