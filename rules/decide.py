@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from rules.model import Company, Contact, Decision, Findings, Lead
+from rules.model import Company, Contact, Decision, Findings, Lead, Owner, Subject
 from rules.policy import NONE, Policy, Rule
 
 Entity = Company | Contact | Lead
 
-_KIND = {
-    "company": "компания (company)",
-    "direct_company": "компания (company)",
-    "contact": "контакт (contact)",
-    "lead": "лид (lead)",
-}
+_KIND = {"company": "компания", "direct_company": "компания", "contact": "контакт", "lead": "лид"}
+_KIND_EN = {"company": "company", "direct_company": "company", "contact": "contact", "lead": "lead"}
 
 
 def decide(findings: Findings, caller_id: str, policy: Policy) -> Decision:
@@ -21,20 +17,27 @@ def decide(findings: Findings, caller_id: str, policy: Policy) -> Decision:
             continue
         for entity in _candidates(findings, rule.match):
             if _fits(rule, entity, caller_id):
+                subject = _subject(rule, entity, policy)
                 return Decision(
                     colour=rule.colour,
                     background=policy.colours[rule.colour],
                     rule=rule.id,
-                    reason=_reason(rule, entity, policy),
-                    entity=f"{rule.match.removeprefix('direct_')}:{entity.id}",
+                    reason=_reason(rule.reason, entity, subject, "ru"),
+                    entity=f"{subject.kind}:{entity.id}",
+                    reason_en=_reason(rule.reason_en, entity, subject, "en")
+                    if rule.reason_en
+                    else "",
+                    owner=Owner(entity.assigned_by, _manager(entity)),
+                    subject=subject,
                 )
-    reason = policy.not_found_reason if findings.empty else policy.no_rule_reason
-    return Decision(colour=NONE, background=None, rule=None, reason=reason)
+    if findings.empty:
+        return none_decision(policy.not_found_reason, policy.not_found_reason_en)
+    return none_decision(policy.no_rule_reason, policy.no_rule_reason_en)
 
 
-def none_decision(reason: str) -> Decision:
+def none_decision(reason: str, reason_en: str = "") -> Decision:
     """The popup keeps its own look, with ``reason`` (e.g. the CRM did not answer in time)."""
-    return Decision(colour=NONE, background=None, rule=None, reason=reason)
+    return Decision(colour=NONE, background=None, rule=None, reason=reason, reason_en=reason_en)
 
 
 def _candidates(findings: Findings, kind: str) -> tuple[Entity, ...]:
@@ -59,12 +62,23 @@ def _fits(rule: Rule, entity: Entity, caller_id: str) -> bool:
     return True
 
 
-def _reason(rule: Rule, entity: Entity, policy: Policy) -> str:
-    title = entity.name if isinstance(entity, Contact) else entity.title
-    manager = entity.assigned_name or f"#{entity.assigned_by}"
-    status = ""
+def _subject(rule: Rule, entity: Entity, policy: Policy) -> Subject:
+    kind = rule.match.removeprefix("direct_")
     if isinstance(entity, Company):
         found = policy.status(entity.status)
-        status = found.label if found else (entity.status or "")
-    template = rule.reason or "{kind}: {title} ({manager})"
-    return template.format(title=title, manager=manager, status=status, kind=_KIND[rule.match])
+        names = (found.name, found.name_en) if found else (entity.status or "", "")
+        return Subject(kind, entity.id, entity.title, entity.status, *names)
+    return Subject(kind, entity.id, entity.name if isinstance(entity, Contact) else entity.title)
+
+
+def _manager(entity: Entity) -> str:
+    return entity.assigned_name or f"#{entity.assigned_by}"
+
+
+def _reason(template: str, entity: Entity, subject: Subject, lang: str) -> str:
+    kinds = _KIND_EN if lang == "en" else _KIND
+    kind = kinds["contact" if isinstance(entity, Contact) else subject.kind]
+    template = template or ("{kind}: {title} ({manager})")
+    return template.format(
+        title=subject.title, manager=_manager(entity), status=subject.status_in(lang), kind=kind
+    )

@@ -75,6 +75,30 @@ class Findings:
 
 
 @dataclass(frozen=True, slots=True)
+class Owner:
+    """The responsible manager of what the rule matched."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """What the rule matched: its kind (company, contact, lead), id, title and, for a company,
+    its status code with the status's names (Russian, English)."""
+
+    kind: str
+    id: str
+    title: str
+    status: str | None = None
+    status_name: str = ""
+    status_name_en: str = ""
+
+    def status_in(self, lang: str) -> str:
+        return (self.status_name_en if lang == "en" else "") or self.status_name
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The colour for one call popup and why.
 
@@ -87,6 +111,13 @@ class Decision:
     rule: str | None
     reason: str
     entity: str | None = field(default=None)
+    reason_en: str = ""  # empty: the reason has one text for every language
+    owner: Owner | None = None
+    subject: Subject | None = None
+
+    def text(self, lang: str) -> str:
+        """The reason in ``lang`` ("ru" or "en"), one language only."""
+        return (self.reason_en if lang == "en" else "") or self.reason
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -94,11 +125,14 @@ class Decision:
             "background": self.background,
             "rule": self.rule,
             "reason": self.reason,
+            "reason_en": self.reason_en or self.reason,
             "entity": self.entity,
+            "owner": _as_dict(self.owner) if self.owner else None,
+            "subject": _as_dict(self.subject) if self.subject else None,
         }
 
 
-def _as_dict(value: Lead | Contact | Company) -> dict[str, object]:
+def _as_dict(value: Lead | Contact | Company | Owner | Subject) -> dict[str, object]:
     out: dict[str, object] = {}
     for f in fields(value):
         item = getattr(value, f.name)

@@ -23,8 +23,11 @@ NONE = "none"
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,49}$")
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _CSS_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
-_DEFAULT_NONE_REASON = "Номер не найден в CRM (number not found in CRM)"
-_DEFAULT_NO_RULE_REASON = "Ни одно правило не подошло (no rule matched)"
+LANGS = ("ru", "en")  # the portal's languages a text comes in; one language per text
+_DEFAULT_NONE_REASON = "Номер не найден в CRM"
+_DEFAULT_NONE_REASON_EN = "Number not found in CRM"
+_DEFAULT_NO_RULE_REASON = "Ни одно правило не подошло"
+_DEFAULT_NO_RULE_REASON_EN = "No rule matched"
 
 
 class PolicyError(ValueError):
@@ -41,6 +44,10 @@ class Status:
     def label(self) -> str:
         return f"{self.name} ({self.name_en})" if self.name_en else self.name
 
+    def name_in(self, lang: str) -> str:
+        """The name in ``lang`` ("ru" or "en"); the main name where no English one is given."""
+        return self.name_en if lang == "en" and self.name_en else self.name
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -51,6 +58,7 @@ class Rule:
     responsible: str
     unless: tuple[str, ...]
     reason: str
+    reason_en: str = ""  # the reason in English; empty: the rules file gives one text only
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +69,8 @@ class Policy:
     rules: tuple[Rule, ...]
     not_found_reason: str = _DEFAULT_NONE_REASON
     no_rule_reason: str = _DEFAULT_NO_RULE_REASON
+    not_found_reason_en: str = _DEFAULT_NONE_REASON_EN
+    no_rule_reason_en: str = _DEFAULT_NO_RULE_REASON_EN
     source: str = "<rules>"
 
     def status(self, code: str | None) -> Status | None:
@@ -198,7 +208,10 @@ class _Reader:
         self, item: dict[str, Any], where: str, colours: dict[str, str], codes: set[str]
     ) -> Rule:
         self.keys(
-            item, where, {"id", "colour", "match"}, {"status", "responsible", "unless", "reason"}
+            item,
+            where,
+            {"id", "colour", "match"},
+            {"status", "responsible", "unless", "reason", "reason_en"},
         )
         rule_id = self.text(item, "id", where)
         if not _RULE_ID.match(rule_id):
@@ -226,11 +239,14 @@ class _Reader:
         unless_raw = item.get("unless", [])
         if not isinstance(unless_raw, list) or not all(u in MATCHES for u in unless_raw):
             raise self.fail(f"{where}.unless", f"must be a list of: {', '.join(MATCHES)}")
-        reason = item.get("reason", "")
-        if not isinstance(reason, str):
-            raise self.fail(f"{where}.reason", "must be a string")
-        self.template(reason, f"{where}.reason")
-        return Rule(rule_id, colour, match, statuses, responsible, tuple(unless_raw), reason)
+        reasons = []
+        for key in ("reason", "reason_en"):
+            reason = item.get(key, "")
+            if not isinstance(reason, str):
+                raise self.fail(f"{where}.{key}", "must be a string")
+            self.template(reason, f"{where}.{key}")
+            reasons.append(reason)
+        return Rule(rule_id, colour, match, statuses, responsible, tuple(unless_raw), *reasons)
 
     def choice(
         self,
@@ -259,12 +275,13 @@ class _Reader:
     def texts(self, table: Any) -> dict[str, str]:
         if not isinstance(table, dict):
             raise self.fail("texts", "must be a table")
-        self.keys(table, "texts", set(), {"not_found", "no_rule"})
+        keys = {"not_found", "no_rule"}
+        self.keys(table, "texts", set(), keys | {f"{k}_en" for k in keys})
         out: dict[str, str] = {}
-        if "not_found" in table:
-            out["not_found_reason"] = self.text(table, "not_found", "texts")
-        if "no_rule" in table:
-            out["no_rule_reason"] = self.text(table, "no_rule", "texts")
+        for key in sorted(keys):
+            for suffix in ("", "_en"):
+                if key + suffix in table:
+                    out[f"{key}_reason{suffix}"] = self.text(table, key + suffix, "texts")
         return out
 
 

@@ -1,6 +1,8 @@
 /* Callguard: colours the Bitrix24 call popup (design.md 3.6). Tag: src, data-token, [data-url],
  * [data-debug], [data-refused-retry] (seconds between retries after a refused token, 300 at
- * most and by default; for tests). Window events 'callguard:hello|paint|clear|error|token|close'
+ * most and by default; for tests). The portal's language (BX.message('LANGUAGE_ID'), else
+ * <html lang>) goes to the gateway as ?lang=; a paint's reason shows as one line of text in the
+ * popup (.callguard-reason) and as the folded panel's tooltip. Window events 'callguard:hello|paint|clear|error|token|close'
  * carry the message as event.detail ({code, reason} for close); an applied paint's has
  * latency_ms (ring -> colour on screen). */
 (function (w, d) {
@@ -16,6 +18,7 @@
   var POP = 'im-phone-call-view', MINI = '.im-phone-call-panel-mini', NUM = /\+?\d[\d\s().-]{5,}\d/;
   var ws, ready, refused, bx, timer, done, tries = 0, popAt = 0;
   var cur, outbox = []; // the call on screen; 'ended' frames waiting for the socket
+  var why; // the painted call's reason: {text, owner, entity}
 
   function log(a, b) { if (dbg) try { console.log('[callguard]', a, b === void 0 ? '' : b); } catch (e) {} }
   function safe(fn) {
@@ -27,6 +30,11 @@
   function send(m) {
     if (ready) try { ws.send(JSON.stringify(m)); return true; } catch (e) { log(e); }
     return false;
+  }
+  function lang() {
+    var l = '';
+    try { l = w.BX && w.BX.message && w.BX.message('LANGUAGE_ID'); } catch (e) {}
+    return String(l || d.documentElement.lang || '').slice(0, 2).toLowerCase();
   }
   function uid(p) { return p + Math.random().toString(36).slice(2); }
   function popup() { return d.getElementById(POP); }
@@ -40,9 +48,44 @@
       s.id = 'callguard-style';
       (d.head || d.documentElement).appendChild(s);
     }
-    s.textContent = c + '.im-phone-call-wrapper,' + MINI + '{background:' + bg + i +
+    s.textContent = c + '.callguard-reason{position:absolute;left:0;right:0;top:0;z-index:9;' +
+      'padding:4px 8px;font:12px/1.4 sans-serif;color:#fff;background:#0008}' + c +
+      '.callguard-reason a{color:#fff;text-decoration:underline}' +
+      c + '.im-phone-call-wrapper,' + MINI + '{background:' + bg + i +
       c + '.im-phone-btn-arrow{background-color:' + bg + i + c +
       '.im-phone-call-buttons-container{background:linear-gradient(#0003,#0003) ' + bg + i;
+  }
+
+  // The reason line: the paint's text, its owner and company (or contact, lead) linked to their
+  // portal pages. Built from text nodes only: CRM names never become HTML.
+  var PAGES = {owner: '/company/personal/user/', company: '/crm/company/details/',
+    contact: '/crm/contact/details/', lead: '/crm/lead/details/'};
+  function reason() {
+    var p = popup(), el = d.getElementById('callguard-reason'), mini = d.querySelector(MINI);
+    if (mini) mini.title = why ? why.text : '';
+    if (el && (!why || !p || !p.contains(el))) el.parentNode.removeChild(el);
+    else if (el) return;
+    if (!why || !p) return;
+    el = d.createElement('div');
+    el.id = 'callguard-reason';
+    el.className = 'callguard-reason';
+    var text = why.text, at = 0, marks = [], o = why.owner, e = why.entity;
+    if (o) marks.push([o.name, PAGES.owner + o.id + '/']);
+    if (e && PAGES[e.type]) marks.push([e.title, PAGES[e.type] + e.id + '/']);
+    marks = marks.map(function (k) { return [text.indexOf(k[0]), k[0], k[1]]; })
+      .filter(function (k) { return k[1] && k[0] >= 0; }).sort(function (a, b) { return a[0] - b[0]; });
+    marks.forEach(function (k) {
+      if (k[0] < at) return;
+      el.appendChild(d.createTextNode(text.slice(at, k[0])));
+      var a = el.appendChild(d.createElement('a'));
+      a.textContent = k[1];
+      a.href = k[2];
+      a.target = '_blank';
+      a.rel = 'noopener';
+      at = k[0] + k[1].length;
+    });
+    el.appendChild(d.createTextNode(text.slice(at)));
+    p.appendChild(el);
   }
 
   function digits(p) { return String(p).replace(/\D/g, '').slice(-10); }
@@ -65,7 +108,7 @@
     if (!cur || cur.id !== id) return;
     cur = null;
     done = popup(); // a popup outliving its call is not a new call
-    if (!keep) paint();
+    if (!keep) { paint(); why = null; reason(); }
     if (quiet) return;
     var m = {type: 'ended', call_id: id};
     if (!send(m)) outbox.push(m);
@@ -82,6 +125,8 @@
     } else if (t === 'paint') {
       if (!cur || cur.id !== m.call_id || m.seq < cur.seq) return;
       paint(m.colour !== 'none' && m.background);
+      why = m.colour !== 'none' && m.text ? {text: String(m.text), owner: m.owner, entity: m.entity} : null;
+      reason();
       if (m.seq > cur.seq) {
         cur.seq = m.seq;
         var ms = Math.round((performance.now() - cur.t0) * 10) / 10;
@@ -103,7 +148,8 @@
       u = (a.protocol === 'https:' ? 'wss://' : 'ws://') + a.host + (i < 0 ? '' : p.slice(0, i)) + '/ws';
     }
     try {
-      ws = new WebSocket(u + (/\?/.test(u) ? '&' : '?') + 'token=' + encodeURIComponent(token));
+      ws = new WebSocket(u + (/\?/.test(u) ? '&' : '?') + 'token=' + encodeURIComponent(token) +
+        '&lang=' + encodeURIComponent(lang()));
     } catch (e) { log(e); return retry(); }
     ws.onmessage = safe(onMessage);
     ws.onclose = safe(function (e) {
@@ -167,6 +213,7 @@
     new MutationObserver(safe(function () {
       var p = popup();
       popAt = p ? popAt || performance.now() : 0;
+      if (why) reason(); // the popup re-rendered: put the line back
       if (cur) {
         if (p || d.querySelector(MINI)) cur.seen = true;
         else if (cur.seen) end(cur.id);

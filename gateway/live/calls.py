@@ -39,8 +39,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("callguard.calls")
 
-LATE_REASON = "CRM не ответила вовремя (CRM did not answer in time)"
-FAILED_REASON = "CRM недоступна, цвет не определён (CRM unavailable, no colour)"
+LATE_REASON = "CRM не ответила вовремя"
+LATE_REASON_EN = "The CRM did not answer in time"
+FAILED_REASON = "CRM недоступна, цвет не определён"
+FAILED_REASON_EN = "The CRM is unavailable: no colour"
 MAX_CALLS_PER_USER = 8
 
 
@@ -58,6 +60,7 @@ class CallEvent:
     direction: wire.Direction
     source: str  # "ws", "api", "portal"
     received: float  # time.perf_counter() when the event arrived
+    lang: str = "ru"  # the language of the paint's text: the reporting tab's, or the portal's
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,7 @@ class Paint:
 
     @property
     def frame(self) -> str:
-        return wire.paint(self.event.call_id, self.seq, self.decision)
+        return wire.paint(self.event.call_id, self.seq, self.decision, self.event.lang)
 
 
 @dataclass(slots=True)
@@ -92,8 +95,10 @@ class Calls:
         lookup_deadline: float,
         call_timeout: float,
         peers: Peers | None = None,
+        lang: str = "ru",
     ) -> None:
         self.directory = directory
+        self.lang = lang  # for calls that do not come from a tab: the portal's language
         self.peers = peers
         self.policy = policy
         self.fanout = fanout
@@ -120,10 +125,12 @@ class Calls:
         phone: str,
         direction: wire.Direction = "in",
         source: str = "api",
+        lang: str | None = None,
     ) -> CallEvent:
         """A call as it enters: its phone normalised (raises :class:`rules.InvalidPhone`)."""
+        key = self.normalize(phone)
         return CallEvent(
-            user_id, call_id, self.normalize(phone), direction, source, time.perf_counter()
+            user_id, call_id, key, direction, source, time.perf_counter(), lang or self.lang
         )
 
     def prewarm(self, phone: str) -> str:
@@ -142,13 +149,14 @@ class Calls:
         *,
         only_if_unpainted: bool = False,
         source: str = "api",
+        lang: str | None = None,
     ) -> Paint | None:
         """Decide and paint a call; the paint, or None when a newer event or the end overtook it.
 
         With ``only_if_unpainted`` a call already known with the same number keeps its paint
         (several tabs and the portal all report the same ring).
         """
-        event = self.event(user_id, call_id, phone, direction, source)
+        event = self.event(user_id, call_id, phone, direction, source, lang)
         return await self.begin(event, only_if_unpainted=only_if_unpainted)
 
     def submit(
@@ -160,10 +168,11 @@ class Calls:
         *,
         only_if_unpainted: bool = False,
         source: str = "api",
+        lang: str | None = None,
     ) -> None:
         """``start_call`` in the background, for callers that must not wait up to the deadline
         (a tab's receive loop). An invalid phone still raises here, at once."""
-        event = self.event(user_id, call_id, phone, direction, source)
+        event = self.event(user_id, call_id, phone, direction, source, lang)
         self._track(self.begin(event, only_if_unpainted=only_if_unpainted))
 
     async def begin(self, event: CallEvent, *, only_if_unpainted: bool = False) -> Paint | None:
@@ -286,10 +295,10 @@ class Calls:
                 findings = await self.directory.lookup(event.phone)
         except TimeoutError:
             self.metrics.lookups.labels("late").inc()
-            return none_decision(LATE_REASON)
+            return none_decision(LATE_REASON, LATE_REASON_EN)
         except Exception:  # the cache logs each failed lookup once
             self.metrics.lookups.labels("error").inc()
-            return none_decision(FAILED_REASON)
+            return none_decision(FAILED_REASON, FAILED_REASON_EN)
         finally:
             self.metrics.lookup_seconds.observe(time.perf_counter() - started)
         self.metrics.lookups.labels("ok").inc()

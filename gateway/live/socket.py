@@ -42,10 +42,13 @@ async def tab_endpoint(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     scope = websocket.scope
-    token = dict(parse_qsl(scope["query_string"].decode("latin-1"))).get("token")
+    query = dict(parse_qsl(scope["query_string"].decode("latin-1")))
+    token = query.get("token")
     # A tab lives for hours: keep none of its handshake (the headers, the token in the query).
     scope["headers"], scope["query_string"] = [], b""
     settings = gateway.settings
+    # The portal's language (the snippet sends BX.message('LANGUAGE_ID')): this tab's texts.
+    lang = wire.lang_of(query.get("lang"), settings.lang)
     try:
         identity = check_token(
             settings.secret, token, leeway=settings.token_leeway, max_ttl=settings.token_max_ttl
@@ -73,14 +76,15 @@ async def tab_endpoint(websocket: WebSocket) -> None:
             if tab.closed:
                 continue  # closing: read until the peer answers our close frame
             text = message.get("text")
-            await _handle(gateway, tab, text if text is not None else message.get("bytes", b""))
+            data = text if text is not None else message.get("bytes", b"")
+            await _handle(gateway, tab, data, lang)
     finally:
         tab.outbox.close()
         gateway.tabs.remove(tab)
         gateway.renewals.forget(tab)
 
 
-async def _handle(gateway: Gateway, tab: Tab, data: str | bytes) -> None:
+async def _handle(gateway: Gateway, tab: Tab, data: str | bytes, lang: str) -> None:
     try:
         frame = wire.decode(data, gateway.settings.max_frame)
     except wire.WireError as err:
@@ -98,6 +102,7 @@ async def _handle(gateway: Gateway, tab: Tab, data: str | bytes) -> None:
                 frame.direction,
                 only_if_unpainted=True,
                 source="ws",
+                lang=lang,
             )
         except InvalidPhone as err:
             _reject(gateway, tab, wire.INVALID_PHONE, str(err))

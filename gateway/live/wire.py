@@ -15,6 +15,7 @@ from typing import Any, Literal
 import orjson
 
 from rules.model import Decision
+from rules.policy import LANGS
 
 Direction = Literal["in", "out"]
 DIRECTIONS: tuple[Direction, ...] = ("in", "out")
@@ -127,18 +128,30 @@ def hello(user_id: str, heartbeat: float, version: str) -> str:
     return _dump({"type": "hello", "user_id": user_id, "heartbeat": heartbeat, "version": version})
 
 
-def paint(call_id: str, seq: int, decision: Decision) -> str:
-    return _dump(
-        {
-            "type": "paint",
-            "call_id": call_id,
-            "seq": seq,
-            "colour": decision.colour,
-            "background": decision.background,
-            "rule": decision.rule,
-            "text": decision.reason,
-        }
-    )
+def paint(call_id: str, seq: int, decision: Decision, lang: str = "ru") -> str:
+    """The paint of one call; ``text`` in ``lang`` only, ``owner`` and ``entity`` when a rule
+    matched something (design.md §3.7): the snippet links them to their portal pages."""
+    doc: dict[str, object] = {
+        "type": "paint",
+        "call_id": call_id,
+        "seq": seq,
+        "colour": decision.colour,
+        "background": decision.background,
+        "rule": decision.rule,
+        "text": decision.text(lang),
+    }
+    if decision.owner is not None:
+        doc["owner"] = {"id": decision.owner.id, "name": decision.owner.name}
+    if decision.subject is not None:
+        s = decision.subject
+        doc["entity"] = {"type": s.kind, "id": s.id, "title": s.title, "status": s.status_in(lang)}
+    return _dump(doc)
+
+
+def lang_of(value: str | None, default: str) -> str:
+    """A tab's language from its ``lang`` (``ru``, ``en-US``, ...); the default for others."""
+    base = (value or "").strip().lower()[:2]
+    return base if base in LANGS else default
 
 
 def clear(call_id: str) -> str:

@@ -218,7 +218,9 @@ class EventIntake:
         assert ring.phone is not None
         direction: Direction = "out" if ring.direction == "out" else "in"
         # ring.phone is the key CallInit normalised: the call is not normalised again.
-        event = CallEvent(user_id, call_id, ring.phone, direction, "portal", time.perf_counter())
+        event = CallEvent(
+            user_id, call_id, ring.phone, direction, "portal", time.perf_counter(), self.calls.lang
+        )
         await self.calls.begin(event, only_if_unpainted=True)
 
     # -- CRM ---------------------------------------------------------------------------------

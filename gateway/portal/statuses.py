@@ -154,12 +154,19 @@ def _log_judged(state: CompanyState, baseline: str, action: str, verdict: Verdic
 
 class StatusGuard:
     def __init__(
-        self, portal: StatusPortal, store: ApprovedStore, policy: Policy, admins: Sequence[str]
+        self,
+        portal: StatusPortal,
+        store: ApprovedStore,
+        policy: Policy,
+        admins: Sequence[str],
+        *,
+        lang: str = "ru",
     ) -> None:
         self.portal = portal
         self.store = store
         self.policy = policy
         self.admins = tuple(admins)
+        self.lang = lang  # the portal's language, for the notifications it sends
 
     async def observe(self, company_id: str) -> None:
         """Record the portal's current status as approved if nothing is recorded yet."""
@@ -238,18 +245,23 @@ class StatusGuard:
     async def _message(
         self, state: CompanyState, restored: str, attempted: str, heads: Sequence[str]
     ) -> str:
+        """The notification to whoever made a change that was reverted, in the portal's
+        language (``CALLGUARD_LANG``): one language per text."""
         names = [await self.portal.user_name(h) or f"#{h}" for h in heads[:3]]
-        ru_who = ", ".join(names) if names else "руководитель отдела"
-        en_who = ", ".join(names) if names else "the head of department"
         old_ru, old_en = self._names(restored)
         new_ru, new_en = self._names(attempted)
+        if self.lang == "en":
+            who = ", ".join(names) if names else "the head of department"
+            return (
+                f"The status of company “{state.title}” was not changed: “{new_en}” was reverted "
+                f"to “{old_en}”. Only the responsible manager's head of department or a head "
+                f"above ({who}) and portal administrators may change it."
+            )
+        who = ", ".join(names) if names else "руководитель отдела"
         return (
             f"Статус компании «{state.title}» не изменён: «{new_ru}» возвращён на «{old_ru}». "
             f"Менять статус могут руководитель отдела ответственного менеджера или выше "
-            f"({ru_who}) и администраторы портала.\n"
-            f"(The status of company “{state.title}” was not changed: “{new_en}” was reverted "
-            f"to “{old_en}”. Only the responsible manager's head of department or a head above "
-            f"({en_who}) and portal administrators may change it.)"
+            f"({who}) и администраторы портала."
         )
 
     def _names(self, code: str) -> tuple[str, str]:

@@ -30,11 +30,11 @@ def build_intake(gateway: Gateway) -> tuple[EventIntake, DataFileStatusPortal | 
         admins = (*settings.admins, *(u.id for u in data.users.values() if u.admin))
         editable = DataFileStatusPortal(data)
         store = open_store(gateway.database, settings.redis_url)
-        guard = StatusGuard(editable, store, gateway.policy, admins)
+        guard = StatusGuard(editable, store, gateway.policy, admins, lang=settings.lang)
     elif (rest := directory.rest) is not None:
         portal = RestStatusPortal(rest.client, rest.status_field)
         store = open_store(gateway.database, settings.redis_url)
-        guard = StatusGuard(portal, store, gateway.policy, settings.admins)
+        guard = StatusGuard(portal, store, gateway.policy, settings.admins, lang=settings.lang)
     intake = EventIntake(
         settings.webhook_token,
         gateway.calls,

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from gateway.store import url as database_urls
 from gateway.userid import InvalidUserId, user_id
 from rules.phones import DEFAULT_REGION, check_region
+from rules.policy import LANGS
 
 PREFIX = "CALLGUARD_"
 DEFAULT_STATUS_FIELD = "UF_CRM_CALLGUARD_STATUS"
@@ -47,6 +48,7 @@ class Settings:
     webhook_token: str | None = None
     api_key: str | None = None
     region: str = DEFAULT_REGION
+    lang: str = "ru"  # the portal's language: texts for tabs that do not say theirs
     status_field: str = DEFAULT_STATUS_FIELD
     admins: tuple[str, ...] = ()
     cache_ttl: float = 300.0
@@ -67,7 +69,6 @@ class Settings:
     log_format: str = "text"
     # None: the default (the portal's origin and PUBLIC_URL's); see gateway/web/origins.py.
     allowed_origins: tuple[str, ...] | None = None
-    lang: str = "ru"
     # Sign-in through a Bitrix24 application (gateway/web/oauth): on when the client id is set.
     oauth_client_id: str | None = None
     oauth_client_secret: str | None = None
@@ -236,8 +237,8 @@ class _Reader:
         except InvalidUserId as err:
             raise self.fail("ADMINS", f"must be comma-separated user ids: {err}") from None
         lang = (self.raw("LANG") or "ru").lower()
-        if lang not in ("ru", "en"):
-            raise self.fail("LANG", f"must be ru or en, got {lang!r}")
+        if lang not in LANGS:
+            raise self.fail("LANG", f"must be one of {', '.join(LANGS)}, got {lang!r}")
         oauth_server = self.url("OAUTH_SERVER", ("http", "https")) or DEFAULT_OAUTH_SERVER
         self.check_oauth()
         level = (self.raw("LOG_LEVEL") or "info").lower()
@@ -262,6 +263,7 @@ class _Reader:
             webhook_token=self.raw("WEBHOOK_TOKEN"),
             api_key=self.raw("API_KEY"),
             region=region,
+            lang=lang,
             status_field=status_field,
             admins=admins,
             cache_ttl=self.number("CACHE_TTL", 300.0, 0.0, 86_400.0),
@@ -281,7 +283,6 @@ class _Reader:
             log_level=level,
             log_format=log_format,
             allowed_origins=self.origins("ALLOWED_ORIGINS"),
-            lang=lang,
             oauth_client_id=self.raw("OAUTH_CLIENT_ID"),
             oauth_client_secret=self.raw("OAUTH_CLIENT_SECRET"),
             oauth_server=oauth_server.rstrip("/"),

@@ -87,6 +87,7 @@ class Gateway:
             lookup_deadline=s.lookup_deadline,
             call_timeout=s.call_timeout,
             peers=self.shared,
+            lang=s.lang,
         )
         if self.shared is not None:
             self.shared.on_clear = self.calls.forget

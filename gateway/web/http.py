@@ -56,7 +56,11 @@ async def post_call(request: Request) -> Response:
         return failure(422, "invalid_json", "request body is not valid JSON")
     try:
         user_id, call_id, phone, direction = _call_fields(doc)
-        paint = await gateway.calls.start_call(user_id, call_id, phone, direction, source="api")
+        asked = doc.get("lang")  # optional: the paint's text language (else CALLGUARD_LANG)
+        lang = wire.lang_of(asked if isinstance(asked, str) else None, gateway.settings.lang)
+        paint = await gateway.calls.start_call(
+            user_id, call_id, phone, direction, source="api", lang=lang
+        )
     except wire.WireError as err:
         return failure(422, "invalid_request", err.message)
     except InvalidPhone as err:

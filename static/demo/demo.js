@@ -87,6 +87,8 @@
       });
     },
     message: function (key) {
+      // ?lang=en shows an English portal (the snippet asks BX for LANGUAGE_ID).
+      if (key === 'LANGUAGE_ID') return query.get('lang') || 'ru';
       return key === 'USER_ID' ? userId : '';
     },
   };

@@ -88,7 +88,7 @@ async def test_status_lifecycle(fake: FakePortal, actor: str, reverted: bool) ->
             assert note.user_id == actor
             assert "«Отказ» возвращён на «В работе»" in note.message
             assert "(Сергей Москвин, Марина Руководова, Игорь Директоров)" in note.message
-            assert "(The status of company “ООО «Ромашка»” was not changed" in note.message
+            assert "The status" not in note.message  # one language per text
         else:
             await settle(fake, gw, 2)
             assert fake.company_status(10) == "DECLINED"

@@ -6,9 +6,12 @@ import pytest
 
 from rules import Company, Contact, Findings, Lead, decide, load_policy
 from rules.decide import none_decision
+from rules.model import Owner, Subject
+from rules.policy import default_rules_text, parse_policy
 
 POLICY = load_policy()
 CALLER = "7"
+DEFAULT = default_rules_text()
 OTHER = "9"
 
 
@@ -166,9 +169,31 @@ def test_manager_without_a_name_is_named_by_id() -> None:
 
 
 def test_not_found_and_no_rule_reasons_differ() -> None:
-    assert "not found" in decide(Findings(P), CALLER, POLICY).reason
+    assert decide(Findings(P), CALLER, POLICY).text("en") == "Number not found in CRM"
+    assert decide(Findings(P), CALLER, POLICY).text("ru") == "Номер не найден в CRM"
     pending = Findings(P, companies=(company("10", "PENDING"),))
-    assert "no rule" in decide(pending, CALLER, POLICY).reason
+    assert decide(pending, CALLER, POLICY).text("en") == "No rule matched"
+
+
+def test_a_reason_comes_in_one_language_with_its_owner_and_subject() -> None:
+    found = Findings(P, companies=(company("10", "IN_WORK"),))
+    decision = decide(found, CALLER, POLICY)
+    assert decision.text("ru") == "Чужой клиент: Анна · ООО «Ромашка» · В работе"
+    assert decision.text("en") == "Another manager's client: Анна · ООО «Ромашка» · In work"
+    assert decision.owner == Owner(OTHER, "Анна")
+    assert decision.subject == Subject(
+        "company", "10", "ООО «Ромашка»", "IN_WORK", "В работе", "In work"
+    )
+    contact_only = decide(Findings(P, contacts=(contact("20"),)), CALLER, POLICY)
+    assert contact_only.subject is not None
+    assert contact_only.subject.kind == "contact"
+    assert "(" not in contact_only.text("ru")
+
+
+def test_a_rule_with_one_text_shows_it_in_every_language() -> None:
+    single = parse_policy(DEFAULT.replace('reason_en = "Another', '# reason_en = "Another'))
+    decision = decide(Findings(P, companies=(company("10", "IN_WORK"),)), CALLER, single)
+    assert decision.text("en") == decision.text("ru") == decision.reason
 
 
 def test_colours_of_the_default_rules() -> None:

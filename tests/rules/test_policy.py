@@ -53,8 +53,16 @@ def broken(old: str, new: str) -> str:
             r"colours\.red: 'crimson' is not a #rrggbb colour",
         ),
         (
-            broken("{manager} (known", "{owner} (known"),
+            broken("ответственный {manager}", "ответственный {owner}"),
             r"rules\[1\]\.reason: unknown placeholder \{owner\}",
+        ),
+        (
+            broken("responsible {manager}", "responsible {owner}"),
+            r"rules\[1\]\.reason_en: unknown placeholder \{owner\}",
+        ),
+        (
+            broken('not_found_en = "', 'not_fuond_en = "'),
+            r"texts\.not_fuond_en: unknown key \(did you mean 'not_found_en'\?\)",
         ),
         (
             broken('id = "known-contact"', 'id = "lead-only"'),
@@ -118,4 +126,4 @@ def test_a_deployment_file_changes_the_decision(tmp_path: Path) -> None:
         "own-client",
         "#6a1b9a",
     )
-    assert decision.reason == "Ваш клиент ООО «Ромашка» (В работе (In work))"
+    assert decision.reason == "Ваш клиент ООО «Ромашка» (В работе)"

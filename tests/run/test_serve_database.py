@@ -24,15 +24,19 @@ def _env(**extra: str) -> dict[str, str]:
 def test_an_unreachable_database_stops_serve_with_one_line() -> None:
     url = "postgresql://callguard:s3cret-pw@127.0.0.1:9/callguard"  # nothing listens on 9
     done = subprocess.run(
-        [sys.executable, "-m", "gateway", "serve", "--insecure-dev", "--port", str(free_port())],
+        [sys.executable, "-m", "gateway", "serve", "--port", str(free_port())],
         cwd=ROOT,
-        env=_env(CALLGUARD_DATABASE_URL=url, CALLGUARD_DATABASE_TIMEOUT="2"),
+        env=_env(
+            CALLGUARD_DATABASE_URL=url,
+            CALLGUARD_DATABASE_TIMEOUT="2",
+            CALLGUARD_SECRET="serve-database-test-secret-0123456789",
+        ),
         capture_output=True,
         text=True,
         timeout=timeout(2),
     )
     assert done.returncode == 2
-    lines = [line for line in done.stderr.splitlines() if not line.startswith("WARNING:")]
+    lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith(
         "callguard serve: CALLGUARD_DATABASE_URL: cannot open the database "

@@ -98,7 +98,7 @@ def test_sign_in_settings() -> None:
         ({**ALL, "CALLGUARD_OAUTH_SERVER": "oauth.bitrix.info"}, "CALLGUARD_OAUTH_SERVER: must be"),
         ({**ALL, "CALLGUARD_OAUTH_STATE_TTL": "5"}, "CALLGUARD_OAUTH_STATE_TTL: must be between"),
         ({**ALL, "CALLGUARD_OAUTH_PENDING": "0"}, "CALLGUARD_OAUTH_PENDING: must be"),
-        ({**BASE, "CALLGUARD_LANG": "de"}, "CALLGUARD_LANG: must be ru or en"),
+        ({**BASE, "CALLGUARD_LANG": "de"}, "CALLGUARD_LANG: must be one of ru, en"),
         ({**BASE, "CALLGUARD_TOKEN_TTL": "90000"}, "CALLGUARD_TOKEN_TTL: 90000 s is longer"),
     ],
 )
