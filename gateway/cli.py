@@ -97,6 +97,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_fake_portal)
 
+    p = sub.add_parser("extension", help="write the browser extension for a cloud portal")
+    p.add_argument("--portal", required=True, help="the portal's URL, https://example.bitrix24.ru")
+    p.add_argument(
+        "--gateway", required=True, help="the gateway's public URL (CALLGUARD_PUBLIC_URL)"
+    )
+    p.add_argument("--out", required=True, help="folder for the unpacked extension (+ FOLDER.zip)")
+    p.add_argument("--lang", choices=("ru", "en"), help="its texts (default: CALLGUARD_LANG or ru)")
+    p.add_argument("--version", dest="ext_version", help="its version (default: the gateway's)")
+    p.set_defaults(handler=_extension)
+
     p = sub.add_parser("loadtest", help="N tabs on a local gateway process, calls at a fixed rate")
     from gateway.tools.loadtest import add_arguments as loadtest_arguments
 
@@ -273,6 +283,23 @@ def _fake_portal(args: argparse.Namespace) -> int:
             await portal.close()
 
     asyncio.run(run())
+    return 0
+
+
+def _extension(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from gateway.tools.extension import ExtensionError, build, check_version, target
+
+    lang = args.lang or (os.environ.get("CALLGUARD_LANG") or "ru").strip().lower()
+    try:
+        version = check_version(args.ext_version or __version__)
+        folder, archive = build(target(args.portal, args.gateway, lang), Path(args.out), version)
+    except (ExtensionError, OSError) as err:
+        raise UsageError(str(err)) from None
+    print(f"unpacked extension: {folder}")
+    print(f"zip for the stores: {archive}")
     return 0
 
 

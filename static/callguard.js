@@ -9,7 +9,7 @@
   'use strict';
   if (w.__callguard) return;
   w.__callguard = 1;
-  var tag = d.currentScript || d.querySelector('script[src*="callguard.js"][data-token]');
+  var tag = source();
   var token = tag && tag.getAttribute('data-token');
   if (!token) return;
   var dbg = /^(|1|true|yes)$/.test(tag.getAttribute('data-debug'));
@@ -187,6 +187,18 @@
       if (ph && !cur) start(uid('card-'), ph, 'in', true);
     }));
     B.addCustomEvent(w, 'CallCard::AfterClose', safe(function () { if (cur) end(cur.id); }));
+  }
+
+  // Where the token and URL come from: the <script> tag; or, where there is none (the browser
+  // extension bundles this file), window.callguardConfig {token, url, debug}, set before it and
+  // read through the same getAttribute('data-...') calls.
+  function source() {
+    var c = w.callguardConfig;
+    if (!c) return d.currentScript || d.querySelector('script[src*="callguard.js"][data-token]');
+    return {src: '', getAttribute: function (n) {
+      var v = c[n.replace(/^data-/, '')];
+      return v == null ? null : String(v);
+    }};
   }
 
   // Fallback: the popup appearing starts a call (no BX events); it going away ends it.

@@ -36,11 +36,11 @@ setattr(gateway_settings, "__test__", False)  # noqa: B010 - a function attribut
 
 
 @contextlib.asynccontextmanager
-async def running_app(app: Starlette, settings: Settings) -> AsyncIterator[str]:
-    """Serve ``app`` on 127.0.0.1 (a free port); yield its base URL; shut down cleanly."""
+async def running_app(app: Starlette, settings: Settings, port: int = 0) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 (``port``, or a free one); yield its base URL; shut down cleanly."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     config = uvicorn_config(app, settings.but(host="127.0.0.1", port=port), log_config=None)
     started = asyncio.Event()
@@ -65,9 +65,10 @@ async def running_app(app: Starlette, settings: Settings) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    settings: Settings | None = None, directory: Directory | None = None
+    settings: Settings | None = None, directory: Directory | None = None, port: int = 0
 ) -> AsyncIterator[str]:
-    """``create_app(settings, directory)`` served on loopback; yields ``http://127.0.0.1:PORT``."""
+    """``create_app(settings, directory)`` served on loopback; yields ``http://127.0.0.1:PORT``.
+    A fixed ``port`` is for apps that must know their own URL (``public_url``)."""
     settings = settings or gateway_settings()
-    async with running_app(create_app(settings, directory), settings) as base_url:
+    async with running_app(create_app(settings, directory), settings, port) as base_url:
         yield base_url

@@ -21,6 +21,8 @@ from rules.policy import LANGS
 PREFIX = "CALLGUARD_"
 DEFAULT_STATUS_FIELD = "UF_CRM_CALLGUARD_STATUS"
 DEFAULT_REDIS_PREFIX = "callguard:"
+DEFAULT_OAUTH_SERVER = "https://oauth.bitrix.info"
+OAUTH_VARIABLES = ("OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "PORTAL_URL", "PUBLIC_URL")
 
 
 class ConfigError(ValueError):
@@ -65,11 +67,19 @@ class Settings:
     max_frame: int = 4096
     token_leeway: float = 60.0
     token_max_ttl: float = 86_400.0
+    token_ttl: float = 12 * 3600.0  # the lifetime of tokens the gateway signs at sign-in
     public_url: str | None = None
     log_level: str = "info"
     log_format: str = "text"
     # None: the default (the portal's origin and PUBLIC_URL's); see gateway/web/origins.py.
     allowed_origins: tuple[str, ...] | None = None
+    # Sign-in through a Bitrix24 application (gateway/web/oauth): on when the client id is set.
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = None
+    oauth_server: str = DEFAULT_OAUTH_SERVER
+    oauth_state_ttl: float = 600.0
+    oauth_timeout: float = 10.0
+    oauth_pending: int = 10_000
     insecure_dev: bool = field(default=False)
     demo: bool = field(default=False)
     # Settings that still start but say what to use instead; the launcher logs them.
@@ -160,6 +170,27 @@ class _Reader:
             out.append(f"{parts.scheme}://{parts.netloc.lower()}")
         return tuple(out)
 
+    def token_ttl(self) -> float:
+        ttl = self.number("TOKEN_TTL", 12 * 3600.0, 60.0, 30 * 86_400.0)
+        longest = self.number("TOKEN_MAX_TTL", 86_400.0, 60.0, 30 * 86_400.0)
+        if ttl > longest:
+            raise self.fail(
+                "TOKEN_TTL", f"{ttl:g} s is longer than CALLGUARD_TOKEN_MAX_TTL ({longest:g} s)"
+            )
+        return ttl
+
+    def check_oauth(self) -> None:
+        """Sign-in needs all four or none: a half-configured one would fail at the first user."""
+        if self.raw("OAUTH_CLIENT_ID") is None:
+            if self.raw("OAUTH_CLIENT_SECRET") is not None:
+                raise self.fail("OAUTH_CLIENT_ID", "not set, but CALLGUARD_OAUTH_CLIENT_SECRET is")
+            return
+        for name in OAUTH_VARIABLES:
+            if self.raw(name) is None:
+                raise self.fail(
+                    name, "not set; sign-in through Bitrix24 needs it (docs/install-cloud.md)"
+                )
+
     def settings(self, insecure_dev: bool) -> Settings:
         secret = self.raw("SECRET")
         if secret is None:
@@ -214,6 +245,8 @@ class _Reader:
         lang = (self.raw("LANG") or "ru").lower()
         if lang not in LANGS:
             raise self.fail("LANG", f"must be one of {', '.join(LANGS)}, got {lang!r}")
+        oauth_server = self.url("OAUTH_SERVER", ("http", "https")) or DEFAULT_OAUTH_SERVER
+        self.check_oauth()
         level = (self.raw("LOG_LEVEL") or "info").lower()
         if level not in ("debug", "info", "warning", "error"):
             raise self.fail("LOG_LEVEL", f"must be debug, info, warning or error, got {level!r}")
@@ -261,10 +294,17 @@ class _Reader:
             max_frame=self.integer("MAX_FRAME", 4096, 256, 1_048_576),
             token_leeway=self.number("TOKEN_LEEWAY", 60.0, 0.0, 600.0),
             token_max_ttl=self.number("TOKEN_MAX_TTL", 86_400.0, 60.0, 30 * 86_400.0),
+            token_ttl=self.token_ttl(),
             public_url=self.url("PUBLIC_URL", ("http", "https")),
             log_level=level,
             log_format=log_format,
             allowed_origins=self.origins("ALLOWED_ORIGINS"),
+            oauth_client_id=self.raw("OAUTH_CLIENT_ID"),
+            oauth_client_secret=self.raw("OAUTH_CLIENT_SECRET"),
+            oauth_server=oauth_server.rstrip("/"),
+            oauth_state_ttl=self.number("OAUTH_STATE_TTL", 600.0, 10.0, 3600.0),
+            oauth_timeout=self.number("OAUTH_TIMEOUT", 10.0, 0.5, 120.0),
+            oauth_pending=self.integer("OAUTH_PENDING", 10_000, 1, 1_000_000),
             insecure_dev=insecure_dev and self.raw("SECRET") is None,
             warnings=tuple(warnings),
         )

@@ -72,7 +72,13 @@ def settings_secrets(settings: Settings) -> list[str | None]:
     if settings.portal_url:
         match = re.search(r"/rest/\d+/([^/?#]+)", settings.portal_url)
         code = match.group(1) if match else None
-    return [settings.secret, settings.api_key, settings.webhook_token, code]
+    return [
+        settings.secret,
+        settings.api_key,
+        settings.webhook_token,
+        settings.oauth_client_secret,
+        code,
+    ]
 
 
 class TextFormatter(logging.Formatter):

@@ -21,7 +21,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Connection, DateTime, MetaData, String, Table, Text, func, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    text,
+)
 from sqlalchemy import insert as sql_insert
 from sqlalchemy import select as sql_select
 
@@ -49,7 +60,21 @@ def _v1_approved_status(conn: Connection) -> None:
     ).create(conn)
 
 
-STEPS: tuple[Step, ...] = (Step(1, "approved company statuses", _v1_approved_status),)
+def _v2_portal_pin(conn: Connection) -> None:
+    Table(
+        "portal_pin",
+        MetaData(),
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("member_id", String(64), nullable=False),
+        Column("domain", Text, nullable=False),
+        Column("pinned_at", DateTime(timezone=True), nullable=False),
+    ).create(conn)
+
+
+STEPS: tuple[Step, ...] = (
+    Step(1, "approved company statuses", _v1_approved_status),
+    Step(2, "the portal account sign-ins are pinned to", _v2_portal_pin),
+)
 LATEST = STEPS[-1].version
 
 

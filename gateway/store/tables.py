@@ -27,3 +27,14 @@ approved_status = Table(
     Column("status", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+
+# The Bitrix24 account (member_id) the first sign-in through the portal's application pinned
+# (gateway/web/oauth): one row, id 1. Deleting it lets the next sign-in pin again.
+portal_pin = Table(
+    "portal_pin",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("member_id", String(64), nullable=False),
+    Column("domain", Text, nullable=False),
+    Column("pinned_at", DateTime(timezone=True), nullable=False),
+)

@@ -24,6 +24,7 @@ from gateway.run.runtime import build_gateway
 from gateway.web.demo import demo_routes
 from gateway.web.headers import SecurityHeaders
 from gateway.web.http import SnippetFiles, healthz, metrics, portal_events, post_call
+from gateway.web.oauth import build_signin, signin_routes
 from gateway.web.origins import Origins, default_origins
 
 
@@ -62,6 +63,7 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
     a directory passed in stays the caller's to close. Raises ConfigError on bad settings."""
     gateway = build_gateway(settings, directory)
     intake, editable = build_intake(gateway)
+    signin = build_signin(gateway)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -71,6 +73,8 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
             yield
         finally:
             await intake.stop()
+            if signin is not None:
+                await signin.close()
             await gateway.stop()
 
     async def drain() -> None:
@@ -94,6 +98,7 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
         Route("/metrics", metrics, methods=["GET"]),
         Mount("/static", SnippetFiles(directory=STATIC_DIR, check_dir=False)),
         Route("/bitrix/events", portal_events, methods=["POST"]),
+        *signin_routes(signin),
     ]
     if settings.demo:
         routes.extend(demo_routes(STATIC_DIR))

@@ -99,6 +99,21 @@ def test_the_wheel_serves_the_snippet_and_the_demo_page_from_any_directory(
     outside.mkdir()
     snippet = (ROOT / "static" / "callguard.js").read_bytes()
     command = (str(venv / "bin" / "callguard"),)
+    # The browser extension's templates ship too, and it bundles the installed snippet.
+    extension = outside / "extension"
+    run(
+        *command,
+        "extension",
+        "--portal",
+        "https://example.bitrix24.ru",
+        "--gateway",
+        "https://callguard.example.com",
+        "--out",
+        extension,
+        cwd=outside,
+    )
+    assert snippet.decode() in (extension / "content.js").read_text(encoding="utf-8")
+    assert (outside / "extension.zip").is_file()
     with (
         callguard("serve", "--insecure-dev", command=command, cwd=outside) as gw,
         httpx.Client(base_url=gw.base, timeout=timeout()) as http,

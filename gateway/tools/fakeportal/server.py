@@ -24,6 +24,7 @@ from gateway.tools.fakeportal.events import Delivery, Events
 from gateway.tools.fakeportal.faults import Fault, Faults, LeakyBucket, Recorder
 from gateway.tools.fakeportal.items import Items
 from gateway.tools.fakeportal.methods import Context, Methods, Notification, Reply
+from gateway.tools.fakeportal.oauth import FakeOAuth
 from gateway.tools.fakeportal.store import PortalStore, RestError, parse_params
 from rules.policy import Status, load_policy
 
@@ -67,13 +68,14 @@ class FakePortal:
         if rate_limit is not None:
             self.faults.bucket = LeakyBucket(*rate_limit)
         self.events = Events(domain="", client_endpoint="")
+        self.oauth = FakeOAuth(self)
         self._runner: web.AppRunner | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> FakePortal:
         app = web.Application(client_max_size=1 << 20)
         app.router.add_route("*", "/rest/{user}/{code}/{method}", self._rest)
-        for method, path, handler in control_routes(self):
+        for method, path, handler in [*control_routes(self), *self.oauth.routes()]:
             app.router.add_route(method, path, handler)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
