@@ -103,9 +103,6 @@ class Calls:
         self.call_timeout = call_timeout
         self._calls: dict[str, dict[str, _Call]] = {}
         self._tasks: set[asyncio.Task[object]] = set()
-        self.last_event = (
-            0.0  # time.monotonic() of the latest call event (the GC policy waits for quiet)
-        )
 
     # -- entry points (tabs, POST /api/calls, portal webhooks) -------------------------------
 
@@ -174,7 +171,6 @@ class Calls:
         if call is not None and only_if_unpainted and call.event.phone == event.phone:
             return call.paint
         self.metrics.calls.labels(event.source).inc()
-        self.last_event = time.monotonic()
         if call is None:
             while len(user_calls) >= MAX_CALLS_PER_USER:
                 await self.end_call(user_id, next(iter(user_calls)))

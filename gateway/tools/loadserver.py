@@ -74,11 +74,6 @@ def _rss_kb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 1024.0
 
 
-def _compaction_ms(app: Any) -> float:
-    policy = getattr(app.state, "gc_policy", None)
-    return float(policy.last_compaction * 1000.0) if policy is not None else 0.0
-
-
 def child(tune_gc: bool, deflate: bool, heartbeat: float = 20.0) -> None:
     import uvloop
 
@@ -130,7 +125,6 @@ async def _child(tune_gc: bool, deflate: bool, heartbeat: float) -> None:
             "gc_ms": gateway.gc.worst * 1000.0,
             "gc_generation": gateway.gc.worst_generation,
             "collections": gateway.gc.collections,
-            "compaction_ms": _compaction_ms(app),
         }
         if command == "reset":
             gateway.lag.reset()
