@@ -46,6 +46,7 @@ class Plan:
     connect_concurrency: int = 200
     seed: int = 1
     heartbeat: float = 20.0  # the production default: pings go out during the run
+    bare: bool = False  # the bare push server (gateway/tools/bare.py) instead of the gateway
     settle: float = 3.0  # idle after connecting, as tabs are between calls
 
 
@@ -129,7 +130,7 @@ class Client:
             token = issue_token(SECRET, self.user(index), 3600)
             async with gate:
                 ws = await connect(
-                    f"ws://{self.base}/ws?token={token}",
+                    f"ws://{self.base}/ws?token={token}&user={self.user(index)}",
                     compression=compression, ping_interval=None, open_timeout=60,
                 )  # fmt: skip
                 await ws.recv()  # hello
@@ -207,7 +208,7 @@ async def run(plan: Plan, phones: Sequence[str]) -> Run:
 
     raise_fd_limit()
     rng = random.Random(plan.seed)
-    server = ServerProcess(plan.tune_gc, plan.deflate, plan.heartbeat)
+    server = ServerProcess(plan.tune_gc, plan.deflate, plan.heartbeat, plan.bare)
     result = Run(plan)
     freezer: asyncio.Task[None] | None = None
     await server.start()
