@@ -71,7 +71,12 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("token", help="print a websocket token for a user (needs CALLGUARD_SECRET)")
     p.add_argument("--user", required=True, help="the Bitrix24 user id")
-    p.add_argument("--ttl", type=float, default=12 * 3600, help="lifetime, seconds (default 12 h)")
+    p.add_argument(
+        "--ttl",
+        type=float,
+        default=12 * 3600,
+        help="lifetime, seconds (default 12 h; at most CALLGUARD_TOKEN_MAX_TTL)",
+    )
     p.set_defaults(handler=_token)
 
     p = sub.add_parser("setup-portal", help="create the status field; print the webhook setup")
@@ -105,6 +110,7 @@ def _explain(args: argparse.Namespace) -> int:
 
     from gateway.crm.datafile import DataFileDirectory
     from gateway.crm.dataset import DataFileError, load_dataset
+    from gateway.userid import InvalidUserId, user_id
     from rules import InvalidPhone, PolicyError, decide, load_policy, normalize
     from rules.phones import DEFAULT_REGION, check_region
 
@@ -114,9 +120,10 @@ def _explain(args: argparse.Namespace) -> int:
         policy = load_policy(args.rules)
     except (InvalidPhone, PolicyError, ValueError) as err:
         raise UsageError(str(err)) from None
-    caller = str(args.caller).strip()
-    if not caller.isdigit():
-        raise UsageError(f"--caller must be a Bitrix24 user id (digits), not {args.caller!r}")
+    try:
+        caller = user_id(args.caller)
+    except InvalidUserId as err:
+        raise UsageError(f"--caller must be a Bitrix24 user id; {err}") from None
     if args.portal:
         findings = _portal_lookup(args.portal, phone, region)
     else:

@@ -1,6 +1,8 @@
 /* Callguard: colours the Bitrix24 call popup (design.md 3.6). Tag: src, data-token, [data-url],
- * [data-debug]. Window events 'callguard:hello|paint|clear|error|close' carry the message as
- * event.detail; an applied paint's has latency_ms (ring -> colour on screen). */
+ * [data-debug], [data-refused-retry] (seconds between retries after a refused token, 300 at
+ * most and by default; for tests). Window events 'callguard:hello|paint|clear|error|token|close'
+ * carry the message as event.detail ({code, reason} for close); an applied paint's has
+ * latency_ms (ring -> colour on screen). */
 (function (w, d) {
   'use strict';
   if (w.__callguard) return;
@@ -9,8 +11,10 @@
   var token = tag && tag.getAttribute('data-token');
   if (!token) return;
   var dbg = /^(|1|true|yes)$/.test(tag.getAttribute('data-debug'));
+  // A refused token (4401) may work later (clock fixed, page renewed it): retry, but rarely.
+  var REFUSED = Math.min(300, parseFloat(tag.getAttribute('data-refused-retry')) || 300) * 1000;
   var POP = 'im-phone-call-view', MINI = '.im-phone-call-panel-mini', NUM = /\+?\d[\d\s().-]{5,}\d/;
-  var ws, ready, stop, bx, timer, done, tries = 0, popAt = 0;
+  var ws, ready, refused, bx, timer, done, tries = 0, popAt = 0;
   var cur, outbox = []; // the call on screen; 'ended' frames waiting for the socket
 
   function log(a, b) { if (dbg) try { console.log('[callguard]', a, b === void 0 ? '' : b); } catch (e) {} }
@@ -69,7 +73,7 @@
 
   function onMessage(ev) {
     var m = JSON.parse(ev.data), t = m.type;
-    log('got', m);
+    log('got', t === 'token' ? t : m);
     if (t === 'hello') {
       tries = 0;
       ready = true;
@@ -85,6 +89,7 @@
         log('applied, ms', ms);
       }
     } else if (t === 'clear') end(m.call_id, 0, 1);
+    else if (t === 'token' && m.token) token = String(m.token); // the newest, for reconnects
     emit(t, m);
   }
 
@@ -103,14 +108,16 @@
     ws.onmessage = safe(onMessage);
     ws.onclose = safe(function (e) {
       ready = false;
-      emit('close', {code: e.code});
-      if (e.code === 4401) { stop = true; log('token refused'); }
+      emit('close', {code: e.code, reason: e.reason});
+      if (e.code === 4401) { refused = true; log('token refused'); }
       retry();
     });
   }
   function retry() {
-    if (timer || stop) return;
-    var ms = Math.max(500, Math.random() * Math.min(20000, 500 * Math.pow(2, tries++)));
+    if (timer) return;
+    var ms = refused ? Math.max(100, REFUSED) :
+      Math.max(500, Math.random() * Math.min(20000, 500 * Math.pow(2, tries++)));
+    refused = false;
     log('reconnect, ms', ms);
     timer = setTimeout(safe(connect), ms);
   }

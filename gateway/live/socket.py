@@ -1,8 +1,11 @@
 """The ``/ws`` endpoint (design.md §3.4): one authenticated websocket per browser tab.
 
-Order on connect: accept, verify the token (4401 and nothing else on failure), register the tab,
-queue ``hello`` and then the user's current paints. After that the receive loop only reads
-client frames; everything sent goes through the tab's outbox, so one task writes to the socket.
+Order on connect: refuse a page origin that is not allowed (HTTP 403, before accept: see
+gateway/web/origins.py), accept, verify the token (4401 and nothing else on failure), register
+the tab, queue ``hello`` and then the user's current paints, and schedule the token's renewal.
+After that the receive loop only reads client frames; everything sent goes through the tab's
+outbox, so one task writes to the socket. Every close is counted by code: the gateway's in
+``callguard_tab_closes``, the browser's or the network's in ``callguard_tab_disconnects``.
 Bad frames get an ``error`` and the socket stays open, until :class:`gateway.live.tabs.Conduct`
 calls it abuse (1008).
 """
@@ -15,9 +18,11 @@ from urllib.parse import parse_qsl
 from starlette.websockets import WebSocket
 
 from gateway.live import wire
-from gateway.live.tabs import CLOSE_TOKEN, Tab
-from gateway.live.tokens import TokenError, verify_token
+from gateway.live.tabs import CLOSE_ABUSE, CLOSE_TOKEN, Tab
+from gateway.live.tokens import TokenError, check_token
 from gateway.run.runtime import Gateway
+from gateway.web.origins import Origins
+from gateway.web.responses import failure
 from rules.phones import InvalidPhone
 
 log = logging.getLogger("callguard.socket")
@@ -25,24 +30,45 @@ log = logging.getLogger("callguard.socket")
 
 async def tab_endpoint(websocket: WebSocket) -> None:
     gateway: Gateway = websocket.app.state.gateway
+    origins: Origins = websocket.app.state.origins
+    if not origins.allows(websocket.scope):
+        origins.refused(websocket.scope)
+        gateway.metrics.origins_refused.labels("ws").inc()
+        if "websocket.http.response" in websocket.scope.get("extensions", {}):
+            reason = "this page's origin is not in CALLGUARD_ALLOWED_ORIGINS"
+            await websocket.send_denial_response(failure(403, "origin_not_allowed", reason))
+        else:  # a close before accept: the server answers the handshake with 403
+            await websocket.close(CLOSE_ABUSE)
+        return
     await websocket.accept()
     scope = websocket.scope
     token = dict(parse_qsl(scope["query_string"].decode("latin-1"))).get("token")
     # A tab lives for hours: keep none of its handshake (the headers, the token in the query).
     scope["headers"], scope["query_string"] = [], b""
+    settings = gateway.settings
     try:
-        user_id = verify_token(gateway.settings.secret, token)
+        identity = check_token(
+            settings.secret, token, leeway=settings.token_leeway, max_ttl=settings.token_max_ttl
+        )
     except TokenError as err:
-        await websocket.close(CLOSE_TOKEN, str(err))
+        gateway.metrics.tab_closes.labels(str(CLOSE_TOKEN)).inc()
+        log.debug("refused a tab (4401): %s", err)
+        # A close reason is at most 123 bytes (RFC 6455 5.5).
+        await websocket.close(CLOSE_TOKEN, str(err).encode()[:123].decode(errors="ignore"))
         return
+    user_id = identity.user_id
     tab = gateway.tabs.open(user_id, websocket)
-    tab.push(None, wire.hello(user_id, gateway.settings.heartbeat, gateway.version))
+    tab.push(None, wire.hello(user_id, settings.heartbeat, gateway.version))
     for call_id, frame in gateway.calls.current_frames(user_id):
         tab.push(call_id, frame)
+    gateway.renewals.add(tab, identity)
     try:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
+                if not tab.closed:  # closed from the other side; ours are counted in Tab.close
+                    code = message.get("code") or 1005
+                    gateway.metrics.tab_disconnects.labels(str(code)).inc()
                 break
             if tab.closed:
                 continue  # closing: read until the peer answers our close frame
@@ -51,6 +77,7 @@ async def tab_endpoint(websocket: WebSocket) -> None:
     finally:
         tab.outbox.close()
         gateway.tabs.remove(tab)
+        gateway.renewals.forget(tab)
 
 
 async def _handle(gateway: Gateway, tab: Tab, data: str | bytes) -> None:
@@ -76,8 +103,11 @@ async def _handle(gateway: Gateway, tab: Tab, data: str | bytes) -> None:
             _reject(gateway, tab, wire.INVALID_PHONE, str(err))
     elif isinstance(frame, wire.EndedFrame):
         await calls.end_call(tab.user_id, frame.call_id)
-    else:
+    elif tab.take_painted(frame.call_id):
         calls.applied(tab.user_id, frame)
+    else:  # for a paint this tab never got: nothing to measure; dropped without a strike, as
+        # a page that reconnected may still acknowledge a paint its old socket received
+        gateway.metrics.frames_rejected.labels("unpainted_applied").inc()
 
 
 def _reject(gateway: Gateway, tab: Tab, code: str, message: str) -> None:

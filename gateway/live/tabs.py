@@ -26,6 +26,8 @@ CLOSE_TOKEN = 4401
 CLOSE_ABUSE = 1008
 CLOSE_SLOW = 1013
 CLOSE_GOING_AWAY = 1001
+# Calls a tab remembers having been painted (for ``applied``): more than any popup shows at once.
+MAX_PAINTED = 64
 
 
 class Socket(Protocol):
@@ -109,7 +111,16 @@ class Conduct:
 class Tab:
     """One open websocket of one user: an outbox drained by a task that exists only while busy."""
 
-    __slots__ = ("_closer", "_sender", "conduct", "outbox", "registry", "socket", "user_id")
+    __slots__ = (
+        "_closer",
+        "_painted",
+        "_sender",
+        "conduct",
+        "outbox",
+        "registry",
+        "socket",
+        "user_id",
+    )
 
     def __init__(self, registry: Tabs, user_id: str, socket: Socket) -> None:
         self.registry = registry
@@ -121,13 +132,37 @@ class Tab:
         )
         self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        # call id -> frames pushed for it and not yet acknowledged by an ``applied`` (bounded)
+        self._painted: dict[str, int] | None = None
 
     def push(self, key: str | None, frame: str) -> None:
+        if key is not None:
+            self._note_painted(key)
         result = self.outbox.put(key, frame)
         if result is Put.OVERFLOW:
             self.close(CLOSE_SLOW, "too slow: the tab stopped reading")
         elif result is Put.QUEUED and self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(self._drain())
+
+    def _note_painted(self, call_id: str) -> None:
+        painted = self._painted
+        if painted is None:
+            painted = self._painted = {}
+        painted[call_id] = painted.pop(call_id, 0) + 1
+        if len(painted) > MAX_PAINTED:
+            del painted[next(iter(painted))]
+
+    def take_painted(self, call_id: str) -> bool:
+        """An ``applied`` for ``call_id`` counts only once per frame this tab was sent for it."""
+        painted = self._painted
+        left = painted.get(call_id, 0) if painted is not None else 0
+        if left <= 0 or painted is None:
+            return False
+        if left == 1:
+            del painted[call_id]
+        else:
+            painted[call_id] = left - 1
+        return True
 
     def strike(self) -> bool:
         """Count one bad frame from this tab; True (and the tab closes 1008) on abuse."""

@@ -145,6 +145,11 @@ def clear(call_id: str) -> str:
     return _dump({"type": "clear", "call_id": call_id})
 
 
+def token(value: str, expires_at: int) -> str:
+    """A renewed connection token for the tab's next reconnects (design.md §3.7)."""
+    return _dump({"type": "token", "token": value, "expires_at": expires_at})
+
+
 def error(code: str, message: str) -> str:
     return _dump({"type": "error", "code": code, "message": message})
 

@@ -1,9 +1,9 @@
 """Where the last approved status of each company is kept (the status lifecycle's memory).
 
-Redis when ``CALLGUARD_REDIS_URL`` is set: it survives restarts and is shared by every gateway
-process, and a short Redis lock keeps two processes from judging one company at the same time.
-Without Redis the store lives in the process: after a restart a company's first event bootstraps
-its approved status from the portal's current value (see docs/install-box.md, "Company statuses").
+The statuses live in the database (``CALLGUARD_DATABASE_URL``, gateway/store/): they survive
+restarts and deploys, and PostgreSQL shares them between processes and hosts. Redis keeps only
+what may be lost: with ``CALLGUARD_REDIS_URL`` set, a short Redis lock keeps two processes from
+judging one company at the same time; without it, an in-process lock does that for one process.
 
 An empty string is a recorded "no status"; ``None`` from :meth:`get` means "no record".
 """
@@ -18,6 +18,9 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import LockError, LockNotOwnedError
+
+from gateway.store.approved import ApprovedStatuses
+from gateway.store.database import Database
 
 log = logging.getLogger("callguard.statuses")
 
@@ -47,7 +50,7 @@ class ApprovedStore(Protocol):
     async def close(self) -> None: ...
 
 
-class _LocalLocks:
+class LocalLocks:
     """One asyncio lock per company, dropped when nobody holds or waits for it."""
 
     def __init__(self) -> None:
@@ -68,11 +71,11 @@ class _LocalLocks:
 
 
 class MemoryStore:
-    """The single-process store (no Redis configured; tests of the pure lifecycle)."""
+    """Statuses in the process only: the tests of the pure lifecycle (gateway/portal/statuses)."""
 
     def __init__(self) -> None:
         self._values: dict[str, str] = {}
-        self._locks = _LocalLocks()
+        self._locks = LocalLocks()
 
     async def get(self, company_id: str) -> str | None:
         return self._values.get(company_id)
@@ -96,30 +99,17 @@ class MemoryStore:
         return None
 
 
-class RedisStore:
-    """Approved statuses in one Redis hash (company id -> status code)."""
+class RedisLocks:
+    """A Redis lock per company, shared by every gateway process on the same Redis."""
 
     def __init__(self, url: str, key: str = KEY, lock_seconds: float = LOCK_SECONDS) -> None:
         self.key = key
         self.lock_seconds = lock_seconds
         self._redis: aioredis.Redis = aioredis.from_url(url, decode_responses=True)
-        self._locks = _LocalLocks()
-
-    async def get(self, company_id: str) -> str | None:
-        value = await self._redis.hget(self.key, company_id)
-        return value.decode() if isinstance(value, bytes) else value
-
-    async def set(self, company_id: str, status: str) -> None:
-        await self._redis.hset(self.key, company_id, status)
-
-    async def set_default(self, company_id: str, status: str) -> bool:
-        return bool(await self._redis.hsetnx(self.key, company_id, status))
-
-    async def forget(self, company_id: str) -> None:
-        await self._redis.hdel(self.key, company_id)
+        self._locks = LocalLocks()
 
     @asynccontextmanager
-    async def _hold(self, company_id: str) -> AsyncIterator[None]:
+    async def hold(self, company_id: str) -> AsyncIterator[None]:
         # The local lock first: waiters in this process queue on it instead of polling Redis.
         async with self._locks.hold(company_id):
             lock = self._redis.lock(
@@ -142,12 +132,38 @@ class RedisStore:
                         company_id,
                     )
 
-    def lock(self, company_id: str) -> AbstractAsyncContextManager[None]:
-        return self._hold(company_id)
-
     async def close(self) -> None:
         await self._redis.aclose()
 
 
-def open_store(redis_url: str | None) -> ApprovedStore:
-    return RedisStore(redis_url) if redis_url else MemoryStore()
+class DatabaseStore:
+    """Approved statuses in the database, judgements serialised by a Redis or local lock."""
+
+    def __init__(self, statuses: ApprovedStatuses, locks: LocalLocks | RedisLocks) -> None:
+        self.statuses = statuses
+        self.locks = locks
+
+    async def get(self, company_id: str) -> str | None:
+        return await self.statuses.get(company_id)
+
+    async def set(self, company_id: str, status: str) -> None:
+        await self.statuses.set(company_id, status)
+
+    async def set_default(self, company_id: str, status: str) -> bool:
+        return await self.statuses.set_default(company_id, status)
+
+    async def forget(self, company_id: str) -> None:
+        await self.statuses.forget(company_id)
+
+    def lock(self, company_id: str) -> AbstractAsyncContextManager[None]:
+        return self.locks.hold(company_id)
+
+    async def close(self) -> None:
+        # The database belongs to the gateway (the ledger shares it); only the lock is ours.
+        if isinstance(self.locks, RedisLocks):
+            await self.locks.close()
+
+
+def open_store(database: Database, redis_url: str | None) -> ApprovedStore:
+    locks = RedisLocks(redis_url) if redis_url else LocalLocks()
+    return DatabaseStore(ApprovedStatuses(database), locks)

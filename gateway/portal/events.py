@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from gateway.crm import forms
 from gateway.crm.forms import Form
+from gateway.userid import is_user_id, user_id
 
 MAX_BODY = 64 * 1024  # real event bodies are well under 2 kB
 MAX_FIELDS = 200
@@ -163,6 +164,8 @@ def _present(data: Form, key: str) -> bool:
 
 
 def _ident(value: Any, name: str, key: str) -> str:
-    if not isinstance(value, str) or not value.strip().isdigit():
-        raise MalformedBody(f"{name}: data[{key}] must be a numeric id, got {value!r}")
-    return value.strip()
+    # User and CRM entity ids are both Bitrix24 ids from 1: one rule (gateway/userid.py), so
+    # "08" or "٨" never names a second user or company. A form field is always text.
+    if not isinstance(value, str) or not is_user_id(value):
+        raise MalformedBody(f"{name}: data[{key}] must be a numeric id, got {value!r}"[:200])
+    return user_id(value)

@@ -30,6 +30,7 @@ from gateway.portal import events
 from gateway.portal.events import CallEnd, CallInit, CallStart, CrmChange, PortalEvent, Unknown
 from gateway.portal.queues import WorkQueue
 from gateway.portal.statuses import Outcome, StatusGuard
+from gateway.store.database import DatabaseError
 from gateway.web.responses import failure, json_response
 from rules.phones import InvalidPhone
 
@@ -230,11 +231,12 @@ class EventIntake:
                     await self.guard.on_delete(event.entity_id)
                 else:
                     self.judged(await self.guard.on_change(event.entity_id, event.action == "add"))
-            except DirectoryError as err:
-                # The portal failed or is not set up: one line, and the cache is refreshed anyway.
+            except (DirectoryError, DatabaseError) as err:
+                # The portal or the database failed, or the portal is not set up: one line, the
+                # status stays as it is, and the cache is refreshed anyway.
                 log.warning("company %s: status not checked: %s", event.entity_id, err)
             except Exception:
-                # The approved-status store (Redis) or the guard itself failed: say so with the
+                # The status lock (Redis) or the guard itself failed: say so with the
                 # traceback, and still refresh the cache below.
                 log.exception("company %s: status not checked", event.entity_id)
         if self.refresh is None:

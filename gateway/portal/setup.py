@@ -1,10 +1,10 @@
 """``callguard setup-portal``: create the company status field, then say what to do by hand.
 
 Idempotent: the field is created only when missing, and list items only for statuses it lacks
-(matched by ``XML_ID`` = status code); nothing is renamed or deleted. With Redis configured it
-records each company's current status as approved unless one is recorded, so the first change
-after the install is judged too. ``--check`` changes nothing and lists what is missing (exit 1):
-the field, list items, webhook scopes.
+(matched by ``XML_ID`` = status code); nothing is renamed or deleted. It records each company's
+current status as approved in the gateway's database (``CALLGUARD_DATABASE_URL``) unless one is
+recorded, so the first change after the install is judged too. ``--check`` changes nothing and
+lists what is missing (exit 1): the field, list items, webhook scopes.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from typing import Any
 
 from gateway.crm.client import BitrixClient, BitrixError
 from gateway.crm.statusfield import StatusField
-from gateway.portal.approved import ApprovedStore, open_store
 from gateway.portal.events import HANDLED_EVENTS
 from gateway.run.config import Settings, mask_url
+from gateway.store.approved import ApprovedStatuses
+from gateway.store.database import Database, DatabaseError, DatabaseUnavailable
 from rules.policy import Policy
 
 SCOPES = ("crm", "user", "department", "im", "telephony")
@@ -58,7 +59,7 @@ class Setup:
         have = {str(i.get("XML_ID") or "") for i in existing.get("LIST") or []}
         return [i for i in self.items(len(existing.get("LIST") or [])) if i["XML_ID"] not in have]
 
-    async def seed(self, store: ApprovedStore) -> tuple[int, int]:
+    async def seed(self, statuses: ApprovedStatuses) -> tuple[int, int]:
         """Record every company's current status as approved unless one is recorded already, so
         that the first change after the install is judged too; (recorded, companies seen)."""
         codes = await StatusField(self.field_name).load(
@@ -72,13 +73,15 @@ class Setup:
                 {"select": ["ID", self.field_name], "order": {"ID": "ASC"}, "start": start},
                 deadline=time.monotonic() + CALL_TIMEOUT,
             )
+            page: dict[str, str] = {}
             for row in answer.result or []:
                 raw = row.get(self.field_name)
                 item = "" if raw in (None, "", False, 0, "0") else str(raw)
                 # As the guard reads it: an item the list does not know is still a value.
-                code = (codes.get(item) or f"#{item}") if item else ""
-                seen += 1
-                recorded += await store.set_default(str(row["ID"]), code)
+                page[str(row["ID"])] = (codes.get(item) or f"#{item}") if item else ""
+            seen += len(page)
+            # One transaction per page of the portal's list, not one per company.
+            recorded += await statuses.set_defaults(page)
             start = answer.next
         return recorded, seen
 
@@ -259,14 +262,21 @@ def command(portal: str | None, rules: str | None, check: bool) -> int:
 async def _run(url: str, policy: Policy, settings: Settings, check: bool) -> int:
     client = BitrixClient(url)
     setup = Setup(client, policy, settings.status_field)
+    # Opened first: a database the gateway could not use either stops setup before the portal
+    # is touched. ``--check`` changes nothing, so it does not create one.
+    database = None if check else await _open_database(settings)
     try:
         report = await (setup.check() if check else setup.apply())
-        if not check:
-            report.done.append(await _seed(setup, settings.redis_url))
+        if database is not None:
+            report.done.append(await _seed(setup, database))
     except BitrixError as err:
         raise SetupError(str(err)) from None
+    except DatabaseError as err:
+        raise SetupError(f"{err}; the baseline was not recorded, run setup-portal again") from None
     finally:
         await client.close()
+        if database is not None:
+            await database.close()
     for line in report.done:
         print(line)
     if check:
@@ -279,18 +289,18 @@ async def _run(url: str, policy: Policy, settings: Settings, check: bool) -> int
     return 0
 
 
-async def _seed(setup: Setup, redis_url: str | None) -> str:
-    if not redis_url:
-        return (
-            "CALLGUARD_REDIS_URL is not set: each company's approved status is taken from its "
-            "first event after a gateway start (docs/install-box.md, section 7)"
-        )
-    store = open_store(redis_url)
+async def _open_database(settings: Settings) -> Database:
+    database = Database(settings.database_url, timeout=settings.database_timeout, pool_size=1)
     try:
-        recorded, total = await setup.seed(store)
-    finally:
-        await store.close()
+        await database.open()
+    except DatabaseUnavailable as err:
+        raise SetupError(str(err)) from None
+    return database
+
+
+async def _seed(setup: Setup, database: Database) -> str:
+    recorded, total = await setup.seed(ApprovedStatuses(database))
     return (
         f"recorded the current status of {recorded} companies as approved "
-        f"({total - recorded} already had one)"
+        f"({total - recorded} already had one) in {database.shown}"
     )

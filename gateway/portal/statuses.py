@@ -138,6 +138,20 @@ class Outcome:
         }
 
 
+def _log_judged(state: CompanyState, baseline: str, action: str, verdict: Verdict) -> None:
+    """One INFO line per approval or revert, naming the company and who changed its status."""
+    log.info(
+        "company %s %r: status %r -> %r by user %s %s (%s)",
+        state.id,
+        state.title,
+        baseline,
+        state.status or "",
+        state.modified_by or "?",
+        action,
+        verdict.why,
+    )
+
+
 class StatusGuard:
     def __init__(
         self, portal: StatusPortal, store: ApprovedStore, policy: Policy, admins: Sequence[str]
@@ -193,19 +207,11 @@ class StatusGuard:
         verdict = judge(state.modified_by, state.assigned_by, heads, self.admins)
         if verdict.allowed:
             await self.store.set(company_id, current)
-            log.info(
-                "company %s: status %r -> %r approved (%s)",
-                company_id,
-                baseline,
-                current,
-                verdict.why,
-            )
+            _log_judged(state, baseline, "approved", verdict)
             return Outcome(company_id, "approved", state.status, state.modified_by, verdict.why)
         await self.portal.set_status(company_id, baseline or None)
         await self.store.set(company_id, baseline)
-        log.info(
-            "company %s: status %r -> %r reverted (%s)", company_id, baseline, current, verdict.why
-        )
+        _log_judged(state, baseline, "reverted", verdict)
         notified = None
         if state.modified_by is not None:
             notified = await self._message(state, baseline, current, heads)

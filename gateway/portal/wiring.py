@@ -29,10 +29,12 @@ def build_intake(gateway: Gateway) -> tuple[EventIntake, DataFileStatusPortal | 
     if (data := directory.dataset) is not None:
         admins = (*settings.admins, *(u.id for u in data.users.values() if u.admin))
         editable = DataFileStatusPortal(data)
-        guard = StatusGuard(editable, open_store(settings.redis_url), gateway.policy, admins)
+        store = open_store(gateway.database, settings.redis_url)
+        guard = StatusGuard(editable, store, gateway.policy, admins)
     elif (rest := directory.rest) is not None:
         portal = RestStatusPortal(rest.client, rest.status_field)
-        guard = StatusGuard(portal, open_store(settings.redis_url), gateway.policy, settings.admins)
+        store = open_store(gateway.database, settings.redis_url)
+        guard = StatusGuard(portal, store, gateway.policy, settings.admins)
     intake = EventIntake(
         settings.webhook_token,
         gateway.calls,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from gateway.store import url as database_urls
+from gateway.userid import InvalidUserId, user_id
 from rules.phones import DEFAULT_REGION, check_region
 
 PREFIX = "CALLGUARD_"
@@ -32,6 +34,11 @@ class Settings:
     portal_url: str | None = None
     directory: Path | None = None
     rules: Path | None = None
+    # from_env() fills in the state directory's file; a Settings built in code (tests) gets a
+    # database that lives as long as the process.
+    database_url: str = database_urls.MEMORY_URL
+    database_timeout: float = 5.0
+    database_pool: int = 5
     redis_url: str | None = None
     redis_prefix: str = DEFAULT_REDIS_PREFIX
     cache_backend: str = "memory"
@@ -50,8 +57,13 @@ class Settings:
     tab_queue: int = 16
     heartbeat: float = 20.0
     max_frame: int = 4096
+    token_leeway: float = 60.0
+    token_max_ttl: float = 86_400.0
     public_url: str | None = None
     log_level: str = "info"
+    log_format: str = "text"
+    # None: the default (the portal's origin and PUBLIC_URL's); see gateway/web/origins.py.
+    allowed_origins: tuple[str, ...] | None = None
     insecure_dev: bool = field(default=False)
     demo: bool = field(default=False)
 
@@ -117,6 +129,29 @@ class _Reader:
             raise self.fail(name, f"no such file: {value}")
         return file
 
+    def origins(self, name: str) -> tuple[str, ...] | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        out: list[str] = []
+        for item in (i.strip() for i in value.split(",")):
+            parts = urlsplit(item)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.username is not None
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+            ):
+                raise self.fail(
+                    name,
+                    "must be comma-separated origins like https://portal.example "
+                    f"(scheme, host, optional port; no path), got {item!r}",
+                )
+            out.append(f"{parts.scheme}://{parts.netloc.lower()}")
+        return tuple(out)
+
     def settings(self, insecure_dev: bool) -> Settings:
         secret = self.raw("SECRET")
         if secret is None:
@@ -147,6 +182,11 @@ class _Reader:
         if not status_field.startswith("UF_CRM_") or not status_field.replace("_", "").isalnum():
             raise self.fail("STATUS_FIELD", f"must look like UF_CRM_NAME, got {status_field!r}")
         redis_url = self.url("REDIS_URL", ("redis", "rediss", "unix"))
+        database_url = self.raw("DATABASE_URL") or database_urls.default_url(self.env)
+        try:
+            database_urls.check(database_url)
+        except database_urls.DatabaseUrlError as err:
+            raise self.fail("DATABASE_URL", str(err)) from None
         redis_prefix = self.raw("REDIS_PREFIX") or DEFAULT_REDIS_PREFIX
         if len(redis_prefix) > 64 or not redis_prefix.isprintable() or " " in redis_prefix:
             raise self.fail(
@@ -159,12 +199,16 @@ class _Reader:
         if cache_backend == "redis" and redis_url is None:
             raise self.fail("CACHE", "'redis' needs CALLGUARD_REDIS_URL to be set")
         admins_raw = self.raw("ADMINS") or ""
-        admins = tuple(a.strip() for a in admins_raw.split(",") if a.strip())
-        if not all(a.isdigit() for a in admins):
-            raise self.fail("ADMINS", f"must be comma-separated user ids, got {admins_raw!r}")
+        try:
+            admins = tuple(user_id(a) for a in admins_raw.split(",") if a.strip())
+        except InvalidUserId as err:
+            raise self.fail("ADMINS", f"must be comma-separated user ids: {err}") from None
         level = (self.raw("LOG_LEVEL") or "info").lower()
         if level not in ("debug", "info", "warning", "error"):
             raise self.fail("LOG_LEVEL", f"must be debug, info, warning or error, got {level!r}")
+        log_format = (self.raw("LOG_FORMAT") or "text").lower()
+        if log_format not in ("text", "json"):
+            raise self.fail("LOG_FORMAT", f"must be text or json, got {log_format!r}")
         return Settings(
             secret=secret,
             host=self.raw("HOST") or "0.0.0.0",
@@ -172,6 +216,9 @@ class _Reader:
             portal_url=portal,
             directory=self.path("DIRECTORY"),
             rules=self.path("RULES"),
+            database_url=database_url,
+            database_timeout=self.number("DATABASE_TIMEOUT", 5.0, 0.1, 300.0),
+            database_pool=self.integer("DATABASE_POOL", 5, 1, 100),
             redis_url=redis_url,
             redis_prefix=redis_prefix,
             cache_backend=cache_backend,
@@ -190,14 +237,23 @@ class _Reader:
             tab_queue=self.integer("TAB_QUEUE", 16, 1, 1024),
             heartbeat=self.number("HEARTBEAT", 20.0, 0.05, 3600.0),
             max_frame=self.integer("MAX_FRAME", 4096, 256, 1_048_576),
+            token_leeway=self.number("TOKEN_LEEWAY", 60.0, 0.0, 600.0),
+            token_max_ttl=self.number("TOKEN_MAX_TTL", 86_400.0, 60.0, 30 * 86_400.0),
             public_url=self.url("PUBLIC_URL", ("http", "https")),
             log_level=level,
+            log_format=log_format,
+            allowed_origins=self.origins("ALLOWED_ORIGINS"),
             insecure_dev=insecure_dev and self.raw("SECRET") is None,
         )
 
 
 def mask_url(url: str) -> str:
-    """Hide a Bitrix24 webhook code: ``https://p/rest/1/abc123/`` -> ``https://p/rest/1/***/``."""
+    """Hide a Bitrix24 webhook code: ``https://p/rest/1/abc123/`` -> ``https://p/rest/1/***/``.
+    A URL with credentials (``user:password@``, any ``@``) is masked whole but for its scheme:
+    a password may hold ``/`` or ``:``, so where it ends is anyone's guess."""
+    if "@" in url:
+        scheme, sep, _ = url.partition("://")
+        return f"{scheme}://***" if sep and scheme.isalnum() else "***"
     parts = url.split("/")
     for i, part in enumerate(parts[:-1]):
         if part == "rest" and i + 2 < len(parts) and parts[i + 1].isdigit():

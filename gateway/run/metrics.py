@@ -51,7 +51,25 @@ class Metrics:
             "callguard_frames_rejected", "Client frames answered with error", ["code"], registry=r
         )
         self.tab_closes = Counter(
-            "callguard_tab_closes", "Tabs closed by the gateway", ["code"], registry=r
+            "callguard_tab_closes",
+            "Tabs closed by the gateway, by close code (4401: token refused)",
+            ["code"],
+            registry=r,
+        )
+        self.tab_disconnects = Counter(
+            "callguard_tab_disconnects",
+            "Tabs closed by the browser or the network, by close code",
+            ["code"],
+            registry=r,
+        )
+        self.token_renewals = Counter(
+            "callguard_token_renewals", "Renewed tokens sent to open tabs", registry=r
+        )
+        self.origins_refused = Counter(
+            "callguard_origins_refused",
+            "Requests from a page origin that is not allowed (ws: 403, static: no CORS)",
+            ["path"],
+            registry=r,
         )
         self.loop_stall = Histogram(
             "callguard_loop_stall_seconds",

@@ -14,10 +14,12 @@ from gateway.crm.build import build_directory
 from gateway.crm.dataset import Dataset
 from gateway.live.calls import Calls
 from gateway.live.fanout import Fanout, LocalFanout, RedisFanout
+from gateway.live.renewals import Renewals
 from gateway.live.tabs import Tabs
 from gateway.run.config import ConfigError, Settings
 from gateway.run.metrics import Metrics
 from gateway.run.probes import GcProbe, LagProbe
+from gateway.store.database import Database
 from rules.policy import Policy, PolicyError, load_policy
 
 
@@ -54,11 +56,20 @@ class Gateway:
 
     def __post_init__(self) -> None:
         s = self.settings
+        # Durable state (approved statuses): opened and migrated in start(), closed last.
+        self.database = Database(
+            s.database_url,
+            timeout=s.database_timeout,
+            pool_size=s.database_pool,
+            registry=self.metrics.registry,
+        )
         # A send blocked for a quarter heartbeat means the peer stopped reading; the sweep runs
         # eight times per heartbeat, so such a tab is closed (1013) before the websocket ping,
         # which the stopped peer cannot answer either, gives up on it (1011).
         self.tabs = Tabs(capacity=s.tab_queue, stuck_after=s.heartbeat / 4)
         self.tabs.on_close = lambda code: self.metrics.tab_closes.labels(str(code)).inc()
+        self.renewals = Renewals(s.secret)
+        self.renewals.on_renew = self.metrics.token_renewals.inc
         # CALLGUARD_REDIS_URL: paints cross processes through Redis; unset: this process only.
         self.shared: RedisFanout | None = None
         if s.redis_url is None:
@@ -92,6 +103,7 @@ class Gateway:
         return self.directory.dataset
 
     async def start(self) -> None:
+        await self.database.open()
         self._sweeper = asyncio.get_running_loop().create_task(
             self.tabs.run_sweeps(self.settings.heartbeat / 8)
         )
@@ -106,11 +118,13 @@ class Gateway:
         if self._sweeper is not None:
             self._sweeper.cancel()
             await asyncio.gather(self._sweeper, return_exceptions=True)
+        self.renewals.close()
         self.tabs.close_all()
         await self.calls.close()
         await self.fanout.close()
         if self.owns_directory:
             await self.directory.close()
+        await self.database.close()
 
 
 def build_gateway(settings: Settings, directory: Directory | None = None) -> Gateway:

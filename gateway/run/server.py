@@ -40,6 +40,10 @@ class TabSocketProtocol(WebSocketsSansIOProtocol):
         await super().send(message)
         if message["type"] == "websocket.accept":
             self.request = self.response = None  # type: ignore[assignment]
+        elif message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            # A refused handshake (403, gateway/web/origins.py) is complete once its body is out;
+            # uvicorn would otherwise log an ERROR "returned without completing handshake".
+            self.handshake_complete = True
 
 
 class TabHttpProtocol(HttpToolsProtocol):
@@ -153,7 +157,8 @@ def run(
 
     async def main() -> None:
         started = asyncio.Event()
-        server = uvicorn.Server(uvicorn_config(app, settings))
+        # gateway.run.logs configured logging for the whole process; uvicorn must not redo it.
+        server = uvicorn.Server(uvicorn_config(app, settings, log_config=None))
         serving = asyncio.ensure_future(serve(server, tune_gc=tune_gc, started=started))
         if on_started is not None:
             waiting = asyncio.ensure_future(started.wait())

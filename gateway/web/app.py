@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -21,11 +22,24 @@ from gateway.portal.wiring import build_intake
 from gateway.run.config import Settings
 from gateway.run.runtime import build_gateway
 from gateway.web.demo import demo_routes
+from gateway.web.headers import SecurityHeaders
 from gateway.web.http import SnippetFiles, healthz, metrics, portal_events, post_call
+from gateway.web.origins import Origins, default_origins
 from gateway.web.responses import failure
 
-STATIC_DIR = Path(package.__file__).parent.parent / "static"
 log = logging.getLogger("callguard.web")
+
+
+def static_dir() -> Path:
+    """The snippet and the demo page: ``gateway/static`` in an installed wheel (the build copies
+    the top-level ``static/`` there), else the checkout's ``static/`` (an editable install)."""
+    installed = Path(package.__file__).parent / "static"
+    if (installed / "callguard.js").is_file():
+        return installed
+    return Path(package.__file__).parent.parent / "static"
+
+
+STATIC_DIR = static_dir()
 
 
 class GatewayApp(Starlette):
@@ -44,6 +58,7 @@ class GatewayApp(Starlette):
         if kind == "http" and path == "/api/calls" and scope["method"] == "POST":
             scope["app"] = self
             response = await lean(post_call, Request(scope, receive))
+            response.headers["X-Content-Type-Options"] = "nosniff"  # as SecurityHeaders would
             await response(scope, receive, send)
             return
         if kind == "websocket" and path in ("/ws", scope.get("root_path", "") + "/ws"):
@@ -87,7 +102,16 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
     ]
     if settings.demo:
         routes.extend(demo_routes(STATIC_DIR))
-    app = GatewayApp(routes=routes, lifespan=lifespan)
+    allowed = settings.allowed_origins
+    if allowed is None:
+        allowed = default_origins(settings.portal_url, settings.public_url)
+    origins = Origins(allowed)
+    app = GatewayApp(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders, frame_ancestors=origins.allowed)],
+    )
+    app.state.origins = origins
     app.state.gateway = gateway
     app.state.intake = intake
     app.state.demo_statuses = editable

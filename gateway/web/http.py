@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hmac
 import os
+from ipaddress import ip_address
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -17,6 +18,8 @@ from starlette.types import Scope
 from gateway.live import wire
 from gateway.portal.intake import EventIntake
 from gateway.run.runtime import Gateway
+from gateway.userid import InvalidUserId, user_id
+from gateway.web.origins import Origins, header
 from gateway.web.responses import failure, json_response
 from rules.phones import InvalidPhone
 
@@ -30,9 +33,7 @@ async def post_call(request: Request) -> Response:
         return failure(
             503, "api_disabled", "POST /api/calls is off: set CALLGUARD_API_KEY to enable it"
         )
-    given = request.headers.get("authorization", "")
-    scheme, _, token = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), key.encode()):
+    if not _bearer_ok(request, key):
         return failure(
             401,
             "unauthorized",
@@ -70,11 +71,10 @@ async def post_call(request: Request) -> Response:
 def _call_fields(doc: object) -> tuple[str, str, str, wire.Direction]:
     if not isinstance(doc, dict):
         raise wire.WireError(wire.INVALID_MESSAGE, "body must be a JSON object")
-    user = doc.get("user_id")
-    if isinstance(user, int) and not isinstance(user, bool):
-        user = str(user)
-    if not isinstance(user, str) or not user.strip().isdigit():
-        raise wire.WireError(wire.INVALID_MESSAGE, "'user_id' must be a Bitrix24 user id (digits)")
+    try:
+        user = user_id(doc.get("user_id"))
+    except InvalidUserId as err:
+        raise wire.WireError(wire.INVALID_MESSAGE, f"'user_id': {err}") from None
     call_id = wire.check_call_id(doc.get("call_id"))
     phone = doc.get("phone")
     if not isinstance(phone, str) or not phone.strip() or len(phone) > wire.MAX_PHONE:
@@ -82,16 +82,37 @@ def _call_fields(doc: object) -> tuple[str, str, str, wire.Direction]:
     direction = doc.get("direction", "in")
     if direction not in wire.DIRECTIONS:
         raise wire.WireError(wire.INVALID_MESSAGE, '\'direction\' must be "in" or "out"')
-    return user.strip(), call_id, phone, direction
+    return user, call_id, phone, direction
+
+
+def _bearer_ok(request: Request, key: str | None) -> bool:
+    if not key:
+        return False
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
+
+
+def _from_loopback(request: Request) -> bool:
+    """The peer is this machine. Behind a proxy on the box, uvicorn's proxy headers put the
+    real client here (nginx must send X-Forwarded-For: docs/install-box.md does)."""
+    try:
+        return request.client is not None and ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
 
 
 async def healthz(request: Request) -> Response:
+    """``{"ok": bool}`` (200/503) for anyone; the detail only with the API key or from loopback:
+    paths, the portal's host and tab counts are nobody else's business."""
     gateway: Gateway = request.app.state.gateway
     try:
         directory = gateway.directory.health()
     except Exception as err:  # a health hook that fails is itself the answer
         directory = {"ok": False, "source": "unknown", "reason": f"health check failed: {err}"}
     ok = bool(directory.get("ok"))
+    status = 200 if ok else 503
+    if not (_bearer_ok(request, gateway.settings.api_key) or _from_loopback(request)):
+        return json_response({"ok": ok}, status)
     body = {
         "ok": ok,
         "version": gateway.version,
@@ -101,8 +122,10 @@ async def healthz(request: Request) -> Response:
         "active_calls": gateway.calls.active,
         # Redis down degrades (other processes' tabs miss paints) but this process still serves.
         "fanout": gateway.shared.health() if gateway.shared is not None else {"mode": "local"},
+        # Likewise: a failing database stops status judgements, never a call.
+        "database": gateway.database.health(),
     }
-    return json_response(body, 200 if ok else 503)
+    return json_response(body, status)
 
 
 async def metrics(request: Request) -> Response:
@@ -111,8 +134,15 @@ async def metrics(request: Request) -> Response:
 
 
 class SnippetFiles(StaticFiles):
-    """Static files for portal pages on another origin: CORS-open, revalidated on every load
-    (a new snippet version reaches managers at their next page load)."""
+    """Static files for portal pages: revalidated on every load (a new snippet version reaches
+    managers at their next page load), CORS only for allowed origins (gateway/web/origins.py; a
+    ``<script src>`` needs none), and only the directory's own files: ``/static/demo/`` is the
+    demo page's, served under ``/demo/`` by ``callguard demo`` alone."""
+
+    def lookup_path(self, path: str) -> tuple[str, os.stat_result | None]:
+        if os.sep in os.path.normpath(path) or "/" in os.path.normpath(path):
+            return "", None
+        return super().lookup_path(path)
 
     def file_response(
         self,
@@ -122,7 +152,14 @@ class SnippetFiles(StaticFiles):
         status_code: int = 200,
     ) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
-        response.headers["Access-Control-Allow-Origin"] = "*"
+        origins: Origins = scope["app"].state.origins
+        origin = header(scope, b"origin")
+        if origin is not None and origins.allows(scope):
+            response.headers["Access-Control-Allow-Origin"] = origin
+        elif origin is not None:
+            origins.refused(scope)
+            scope["app"].state.gateway.metrics.origins_refused.labels("static").inc()
+        response.headers["Vary"] = "Origin"
         response.headers["Cache-Control"] = "no-cache"
         if str(full_path).endswith(".js"):
             response.headers["Content-Type"] = "text/javascript; charset=utf-8"

@@ -406,6 +406,9 @@
   window.addEventListener('callguard:clear', function (e) {
     log('server', 'clear ' + e.detail.call_id);
   });
+  window.addEventListener('callguard:token', function (e) {
+    log('server', 'token renewed, expires ' + new Date(e.detail.expires_at * 1000).toISOString());
+  });
   window.addEventListener('callguard:error', function (e) {
     log('server', 'error ' + e.detail.code + ': ' + e.detail.message);
   });
@@ -641,6 +644,7 @@
     s.setAttribute('data-token', token);
     s.setAttribute('data-debug', '1');
     if (query.get('ws')) s.setAttribute('data-url', query.get('ws'));
+    if (query.get('refused_retry')) s.setAttribute('data-refused-retry', query.get('refused_retry'));
     document.head.appendChild(s);
   }
 

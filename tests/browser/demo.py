@@ -24,8 +24,9 @@ BLUE = "rgb(21, 101, 192)"  # #1565c0
 DEFAULT = "rgb(41, 48, 58)"  # #29303a, the portal's own popup background
 
 RECORDER = """
-window.__cg = {paints: [], hellos: 0, closes: []};
+window.__cg = {paints: [], hellos: 0, closes: [], tokens: []};
 addEventListener('callguard:paint', function (e) { __cg.paints.push(e.detail); });
+addEventListener('callguard:token', function (e) { __cg.tokens.push(e.detail); });
 addEventListener('callguard:hello', function () { __cg.hellos += 1; });
 addEventListener('callguard:close', function (e) { __cg.closes.push(e.detail.code); });
 window.__cg.unstyled = 0;  // how many times the snippet's style rule left the page
@@ -118,6 +119,14 @@ class DemoPage:
     async def closes(self) -> list[int]:
         codes: list[int] = await self.page.evaluate("window.__cg.closes")
         return codes
+
+    async def tokens(self, count: int = 1) -> list[dict[str, Any]]:
+        """Wait until the snippet has had ``count`` renewed tokens; all of them."""
+        await self.page.wait_for_function(
+            "n => window.__cg.tokens.length >= n", arg=count, timeout=ms(timeout(2))
+        )
+        renewed: list[dict[str, Any]] = await self.page.evaluate("window.__cg.tokens")
+        return renewed
 
     async def unstyled(self) -> int:
         """How many times the snippet's style rule was removed since the page opened."""

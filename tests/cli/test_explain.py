@@ -52,6 +52,10 @@ def test_none_is_exit_zero(capsys: pytest.CaptureFixture[str]) -> None:
             "--caller must be a Bitrix24 user id",
         ),
         (
+            ["--phone", "+7 916 000 11 22", "--caller", "06"],
+            "without leading zeros (e.g. 7), got '06'",
+        ),
+        (
             ["--phone", "+7 916 000 11 22", "--caller", "6", "--directory", "/nope.json"],
             "data file not found",
         ),

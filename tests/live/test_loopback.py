@@ -77,10 +77,14 @@ async def base() -> AsyncIterator[str]:
     [
         "",
         token_for(RED_CALLER)[:-3] + "abc",
-        jwt.encode({"sub": "7", "exp": time.time() - 10}, TEST_SECRET, algorithm="HS256"),
+        # Beyond the minute of clock skew the gateway allows.
+        jwt.encode({"sub": "7", "exp": time.time() - 120}, TEST_SECRET, algorithm="HS256"),
         jwt.encode({"sub": "7", "exp": time.time() + 60}, None, algorithm="none"),
+        jwt.encode({"sub": "07", "exp": time.time() + 60}, TEST_SECRET, algorithm="HS256"),
+        jwt.encode({"sub": "7", "exp": 32_503_680_000}, TEST_SECRET, algorithm="HS256"),
+        jwt.encode({"sub": "7", "exp": "32503680000"}, TEST_SECRET, algorithm="HS256"),
     ],
-    ids=["missing", "bad-signature", "expired", "alg-none"],
+    ids=["missing", "bad-signature", "expired", "alg-none", "leading-zero", "year-3000", "str-exp"],
 )
 async def test_a_bad_token_closes_4401(base: str, token: str) -> None:
     async with connect(ws_url(base, token=token)) as ws:

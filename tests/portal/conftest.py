@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 import websockets
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection
@@ -17,8 +16,6 @@ from websockets.asyncio.client import ClientConnection
 from gateway.crm import Directory
 from gateway.crm.build import build_directory
 from gateway.live.tokens import issue_token
-from gateway.portal.approved import KEY as APPROVED_KEY
-from gateway.portal.approved import RedisStore
 from gateway.portal.events import HANDLED_EVENTS
 from gateway.portal.intake import EventIntake
 from gateway.run.config import Settings
@@ -37,16 +34,8 @@ def redis_url() -> str:
 
 @pytest.fixture
 def store_key() -> str:
-    """A Redis key of this test's own, so runs never see each other's statuses."""
+    """A Redis key of this test's own, so runs never see each other's locks."""
     return f"callguard:test:{uuid.uuid4().hex}"
-
-
-@pytest.fixture
-async def redis_store(redis_url: str, store_key: str) -> AsyncIterator[RedisStore]:
-    store = RedisStore(redis_url, key=store_key)
-    yield store
-    await store._redis.delete(store_key)
-    await store.close()
 
 
 WEBHOOK_TOKEN = "jvh9y1ulvt2m6k5or90v9mg8nn32ozas"
@@ -117,9 +106,6 @@ async def fake() -> AsyncIterator[FakePortal]:
 
 
 ALL_EVENTS = sorted(HANDLED_EVENTS)
-# A Redis database of the tests' own: the approved statuses live under a fixed key there, so a
-# test run never meets another run's statuses (the fixture empties it before and after).
-TEST_REDIS_URL = "redis://127.0.0.1:6379/13"
 
 
 def rest_settings(portal: FakePortal, **changes: object) -> Settings:
@@ -150,12 +136,3 @@ async def settle(fake: FakePortal, gw: Running, count: int) -> None:
     delivered = await fake.deliveries.wait(count, timeout())
     assert [d.status for d in delivered] == [200] * len(delivered), [d.event for d in delivered]
     await gw.idle()
-
-
-@pytest.fixture
-async def approved_redis(redis_url: str) -> AsyncIterator[str]:
-    client = aioredis.from_url(TEST_REDIS_URL)
-    await client.delete(APPROVED_KEY)
-    yield TEST_REDIS_URL
-    await client.delete(APPROVED_KEY)
-    await client.aclose()

@@ -215,6 +215,19 @@ def test_bad_tokens(fields: dict[str, object], message: str) -> None:
             "ONCRMLEADADD: data[FIELDS][ID] must be a numeric id, got '-1'",
         ),
         (
+            # "08" would be a second identity of user 8; "٨" is a digit only to str.isdigit().
+            {"event": "ONVOXIMPLANTCALLSTART", "data[CALL_ID]": "c", "data[USER_ID]": "08"},
+            "ONVOXIMPLANTCALLSTART: data[USER_ID] must be a numeric id, got '08'",
+        ),
+        (
+            {"event": "ONVOXIMPLANTCALLEND", "data[CALL_ID]": "c", "data[PORTAL_USER_ID]": "٨"},
+            "ONVOXIMPLANTCALLEND: data[PORTAL_USER_ID] must be a numeric id, got '٨'",
+        ),
+        (
+            {"event": "ONCRMCOMPANYUPDATE", "data[FIELDS][ID]": "0"},
+            "ONCRMCOMPANYUPDATE: data[FIELDS][ID] must be a numeric id, got '0'",
+        ),
+        (
             {
                 "event": "ONVOXIMPLANTCALLEND",
                 "data[CALL_ID]": "c" * 129,

@@ -179,3 +179,22 @@ def test_the_docs_init_php_injects_the_snippet_for_logged_in_users(tmp_path: Pat
 def test_the_doc_lists_every_event_the_gateway_handles() -> None:
     listed = re.findall(r"^\| `(ON[A-Z]+)` \|", doc_between("<!-- callguard-events"), re.MULTILINE)
     assert sorted(listed) == sorted(HANDLED_EVENTS)
+
+
+def test_the_nginx_config_keeps_tokens_out_of_its_logs() -> None:
+    """Tabs send their token in the query (/ws?token=...): nginx logs the path, never the query."""
+    text = DOC.read_text(encoding="utf-8")
+    nginx = "\n".join(re.findall(r"```nginx\n(.*?)```", text, re.DOTALL))
+    log_format = re.search(r"log_format\s+(\w+)\s+(.*?);", nginx, re.DOTALL)
+    assert log_format, "the nginx config defines its own log_format"
+    name, fields = log_format.groups()
+    for leaky in ("$request ", '$request"', "$request_uri", "$args", "$query_string", "$arg_"):
+        assert leaky not in fields + " ", leaky
+    assert "$uri" in fields
+    access_logs = re.findall(r"access_log\s+(\S+)(?:\s+(\w+))?;", nginx)
+    assert access_logs
+    assert all(fmt == name for _, fmt in access_logs)
+    ws = re.search(r"location /ws \{(.*?)\}", nginx, re.DOTALL)
+    assert ws
+    assert re.search(r"error_log\s+\S+\s+crit;", ws.group(1))
+    assert "X-Forwarded-For" in nginx  # /healthz's detail stays for loopback, not for the proxy

@@ -146,15 +146,16 @@ async def test_new_companies_get_pending(fake: FakePortal) -> None:
         assert "«В работе» возвращён на «В ожидании»" in note.message
 
 
-@pytest.mark.redis
-async def test_approved_statuses_survive_a_restart(fake: FakePortal, approved_redis: str) -> None:
-    async with rest_gateway(fake, redis_url=approved_redis) as gw:
+async def test_approved_statuses_survive_a_restart(fake: FakePortal, database_url: str) -> None:
+    async with rest_gateway(fake, database_url=database_url) as gw:
         fake.update("company", 10, {"COMMENTS": "first event"}, by_user=6)
         await settle(fake, gw, 1)
         fake.set_company_status(10, "DECLINED", by_user=4)
         await settle(fake, gw, 2)
     fake.deliveries.clear()
-    async with rest_gateway(fake, redis_url=approved_redis) as gw:  # a new gateway process
+    # A new gateway over the same database: the peer's change right after the start is judged
+    # against the approved DECLINED, not taken as the baseline.
+    async with rest_gateway(fake, database_url=database_url) as gw:
         fake.set_company_status(10, "IN_WORK", by_user=6)  # the manager puts it back in work
         await settle(fake, gw, 2)
         assert fake.company_status(10) == "DECLINED"

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from gateway.crm.client import BitrixClient
-from gateway.portal.approved import RedisStore
 from gateway.portal.setup import INIT_CONFIG, INIT_PHP, Setup, instructions
+from gateway.store.approved import ApprovedStatuses
+from gateway.store.database import Database
+from gateway.store.url import mask
 from gateway.tools.fakeportal import FakePortal
 from rules import load_policy
 from tests.portal.conftest import rest_gateway, settle
@@ -147,37 +149,57 @@ def test_the_printed_php_is_the_php_in_the_install_guide() -> None:
     assert f"```php\n{INIT_CONFIG}```" in doc
 
 
-@pytest.mark.redis
-async def test_with_redis_current_statuses_are_recorded_so_the_first_change_is_judged(
-    approved_redis: str,
+async def test_current_statuses_are_recorded_so_the_first_change_is_judged(
+    database_url: str,
 ) -> None:
     async with FakePortal() as portal:
-        code, out = await setup_portal(portal=portal, CALLGUARD_REDIS_URL=approved_redis)
+        code, out = await setup_portal(portal=portal, CALLGUARD_DATABASE_URL=database_url)
         assert code == 0, out
-        assert "recorded the current status of 10 companies as approved (0 already had one)" in out
-        code, out = await setup_portal(portal=portal, CALLGUARD_REDIS_URL=approved_redis)
+        where = mask(database_url)
+        assert (
+            f"recorded the current status of 10 companies as approved (0 already had one) in {where}"
+            in out
+        )
+        code, out = await setup_portal(portal=portal, CALLGUARD_DATABASE_URL=database_url)
         assert "recorded the current status of 0 companies as approved (10 already had one)" in out
-        store = RedisStore(approved_redis)
+        database = Database(database_url)
+        await database.open()
         try:
-            assert await store.get("10") == "IN_WORK"
-            assert await store.get("17") == ""  # no status is a status too
+            statuses = ApprovedStatuses(database)
+            assert await statuses.get("10") == "IN_WORK"
+            assert await statuses.get("17") == ""  # no status is a status too
         finally:
-            await store.close()
+            await database.close()
         # A gateway's very first event about company 10 is judged against IN_WORK.
-        async with rest_gateway(portal, redis_url=approved_redis) as gw:
+        async with rest_gateway(portal, database_url=database_url) as gw:
             portal.set_company_status(10, "DECLINED", by_user=6)
             await settle(portal, gw, 2)
             assert portal.company_status(10) == "IN_WORK"
 
 
-async def test_without_redis_it_says_how_statuses_start() -> None:
+async def test_without_a_database_url_the_baseline_goes_to_the_state_directory(
+    tmp_path: Path,
+) -> None:
     async with FakePortal() as portal:
-        code, out = await setup_portal(portal=portal)
+        code, out = await setup_portal(portal=portal, CALLGUARD_STATE_DIR=str(tmp_path))
     assert code == 0, out
-    assert (
-        "CALLGUARD_REDIS_URL is not set: each company's approved status is taken from its first event"
-        in out
-    )
+    file = tmp_path / "callguard.sqlite3"
+    assert f"companies as approved (0 already had one) in sqlite:///{file}" in out
+    assert file.is_file()
+
+
+async def test_an_unusable_database_stops_setup_before_the_portal_is_touched(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "plain-file").write_text("not a directory")
+    async with FakePortal(with_status_field=False) as portal:
+        code, out = await setup_portal(
+            portal=portal, CALLGUARD_STATE_DIR=str(tmp_path / "plain-file" / "state")
+        )
+        assert code == 2
+        assert "CALLGUARD_DATABASE_URL: cannot create the directory" in out
+        assert "Traceback" not in out
+        assert field_of(portal) is None
 
 
 async def test_setup_in_process_reports_what_it_did() -> None:

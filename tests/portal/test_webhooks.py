@@ -12,7 +12,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from gateway.crm.dataset import load_dataset
-from gateway.portal.approved import RedisStore
+from gateway.portal.approved import open_store
 from gateway.portal.events import MAX_BODY, CrmChange
 from gateway.portal.intake import EventIntake
 from gateway.portal.queues import WorkQueue
@@ -258,10 +258,11 @@ def test_when_the_queue_is_full_the_event_is_dropped_and_counted() -> None:
 async def test_a_failing_status_store_still_refreshes_the_cache(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # The approved statuses live in Redis, and Redis is down: the guard cannot judge the change,
+    # The status lock lives in Redis, and Redis is down: the guard cannot judge the change,
     # but the company's numbers must still be refreshed, or calls show the old colour for a TTL.
     gateway = build_gateway(portal_settings())
-    store = RedisStore("redis://127.0.0.1:9/0")  # nothing listens on the discard port
+    # Nothing listens on the discard port.
+    store = open_store(gateway.database, "redis://127.0.0.1:9/0")
     data = load_dataset()
     guard = StatusGuard(DataFileStatusPortal(data), store, gateway.policy, ())
     refreshed: list[tuple[str, str, bool]] = []

@@ -15,6 +15,7 @@ def test_defaults_are_the_embedded_single_process_setup() -> None:
     assert (s.region, s.port, s.lookup_deadline) == ("RU", 8000, 1.5)
     assert s.status_field == "UF_CRM_CALLGUARD_STATUS"
     assert s.insecure_dev is False
+    assert (s.token_leeway, s.token_max_ttl) == (60.0, 86_400.0)
 
 
 def test_overrides(tmp_path: Path) -> None:
@@ -30,8 +31,11 @@ def test_overrides(tmp_path: Path) -> None:
             "CALLGUARD_ADMINS": "1, 12",
             "CALLGUARD_REGION": "de",
             "CALLGUARD_CACHE_TTL": "30",
+            "CALLGUARD_TOKEN_LEEWAY": "5",
+            "CALLGUARD_TOKEN_MAX_TTL": "43200",
         }
     )
+    assert (s.token_leeway, s.token_max_ttl) == (5.0, 43_200.0)
     assert s.port == 5001
     assert s.portal_url == "https://portal.example/rest/1/code/"
     assert s.directory == data
@@ -62,6 +66,16 @@ def test_missing_secret_stops_start_up_unless_insecure_dev() -> None:
             r"^CALLGUARD_LOOKUP_DEADLINE: must be between",
         ),
         ({**SECRET, "CALLGUARD_TAB_QUEUE": "-1"}, r"^CALLGUARD_TAB_QUEUE: must be a whole number"),
+        ({**SECRET, "CALLGUARD_LOG_FORMAT": "xml"}, r"^CALLGUARD_LOG_FORMAT: must be text or json"),
+        (
+            {**SECRET, "CALLGUARD_ALLOWED_ORIGINS": "https://a.example, https://b.example/path"},
+            r"^CALLGUARD_ALLOWED_ORIGINS: must be comma-separated origins .*b.example/path",
+        ),
+        ({**SECRET, "CALLGUARD_ALLOWED_ORIGINS": "*"}, r"^CALLGUARD_ALLOWED_ORIGINS: "),
+        (
+            {**SECRET, "CALLGUARD_ALLOWED_ORIGINS": "https://u:p@a.example"},
+            r"^CALLGUARD_ALLOWED_ORIGINS: ",
+        ),
         (
             {**SECRET, "CALLGUARD_PORTAL_URL": "portal.example"},
             r"^CALLGUARD_PORTAL_URL: must be a http/https URL",
@@ -77,6 +91,10 @@ def test_missing_secret_stops_start_up_unless_insecure_dev() -> None:
             r"^CALLGUARD_STATUS_FIELD: must look like",
         ),
         ({**SECRET, "CALLGUARD_ADMINS": "1,bob"}, r"^CALLGUARD_ADMINS: must be comma-separated"),
+        ({**SECRET, "CALLGUARD_ADMINS": "1,01"}, r"^CALLGUARD_ADMINS: .*leading zeros"),
+        ({**SECRET, "CALLGUARD_TOKEN_LEEWAY": "-1"}, r"^CALLGUARD_TOKEN_LEEWAY: must be between"),
+        ({**SECRET, "CALLGUARD_TOKEN_MAX_TTL": "10"}, r"^CALLGUARD_TOKEN_MAX_TTL: must be between"),
+        ({**SECRET, "CALLGUARD_TOKEN_MAX_TTL": "day"}, r"^CALLGUARD_TOKEN_MAX_TTL: must be a"),
         ({**SECRET, "CALLGUARD_LOG_LEVEL": "loud"}, r"^CALLGUARD_LOG_LEVEL: must be"),
     ],
 )
@@ -93,3 +111,27 @@ def test_webhook_code_is_masked_in_errors_and_urls() -> None:
         "https://p.example/rest/12/***/crm.lead.get.json"
     )
     assert mask_url("https://p.example/other/path") == "https://p.example/other/path"
+
+
+def test_a_url_with_credentials_is_masked_whole() -> None:
+    assert mask_url("redis://user:pa55@redis.example:6379/0") == "redis://***"
+    assert mask_url("redis://:pa/ss@redis.example/0") == "redis://***"
+    assert mask_url("https://u:p@p.example/rest/1/code/") == "https://***"
+    assert mask_url("u:p@p.example") == "***"
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**SECRET, "CALLGUARD_REDIS_URL": "http://user:hunter2@r.example/"})
+    assert "hunter2" not in str(err.value)
+    assert "r.example" not in str(err.value)
+
+
+def test_log_format_and_allowed_origins() -> None:
+    s = Settings.from_env(
+        {
+            **SECRET,
+            "CALLGUARD_LOG_FORMAT": "JSON",
+            "CALLGUARD_ALLOWED_ORIGINS": "https://Portal.example, http://127.0.0.1:8000/",
+        }
+    )
+    assert s.log_format == "json"
+    assert s.allowed_origins == ("https://portal.example", "http://127.0.0.1:8000")
+    assert Settings.from_env(SECRET).allowed_origins is None  # the default: see origins.py

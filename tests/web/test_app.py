@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import jwt
 import pytest
-from starlette.testclient import TestClient
+from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from gateway.crm.datafile import DataFileDirectory
@@ -26,7 +26,14 @@ from tests.live.conftest import (
 )
 from tests.support import TEST_SECRET, gateway_settings
 
-URL_7 = f"/ws?token={token_for(RED_CALLER)}"
+
+def url_7() -> str:
+    # A token made now: one made at collection could be old enough, by the time the test runs,
+    # to be renewed at once, and the renewal would come between the frames under test.
+    return f"/ws?token={token_for(RED_CALLER)}"
+
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
 def call(call_id: str = "c1", phone: str = RED_PHONE) -> dict[str, str]:
@@ -39,7 +46,8 @@ def call(call_id: str = "c1", phone: str = RED_PHONE) -> dict[str, str]:
         None,
         "garbage",
         token_for("7", ttl=60).replace(".", ".x", 1),
-        jwt.encode({"sub": "7", "exp": time.time() - 10}, TEST_SECRET, algorithm="HS256"),
+        # Beyond the minute of clock skew the gateway allows.
+        jwt.encode({"sub": "7", "exp": time.time() - 120}, TEST_SECRET, algorithm="HS256"),
         jwt.encode({"sub": "7", "exp": time.time() + 60}, TEST_SECRET * 2, algorithm="HS512"),
     ],
     ids=["missing", "garbage", "bad-signature", "expired", "wrong-algorithm"],
@@ -146,7 +154,7 @@ def test_applied_latency_reaches_the_metrics(client: TestClient) -> None:
 
 def test_a_call_timeout_clears_the_call() -> None:
     app = create_app(gateway_settings(call_timeout=0.2))
-    with TestClient(app) as client, client.websocket_connect(URL_7) as ws:
+    with TestClient(app) as client, client.websocket_connect(url_7()) as ws:
         ws.receive_json()
         ws.send_json(call())
         assert ws.receive_json()["type"] == "paint"
@@ -169,21 +177,31 @@ def test_a_hanging_crm_paints_none_in_time() -> None:
 
 
 def test_a_failing_crm_paints_none_and_healthz_says_503() -> None:
-    with TestClient(create_app(gateway_settings(), FailingDirectory())) as client:
+    settings = gateway_settings(api_key=API_KEY)
+    with TestClient(create_app(settings, FailingDirectory())) as client:
         with client.websocket_connect(f"/ws?token={token_for(RED_CALLER)}") as ws:
             ws.receive_json()
             ws.send_json(call())
             assert ws.receive_json()["colour"] == "none"
-        health = client.get("/healthz")
+        stranger = client.get("/healthz")
+        assert (stranger.status_code, stranger.json()) == (503, {"ok": False})
+        health = client.get("/healthz", headers=AUTH)
         assert health.status_code == 503
         assert health.json()["ok"] is False
         assert health.json()["directory"]["reason"] == "portal answered 500 INTERNAL_SERVER_ERROR"
 
 
+def test_healthz_says_only_ok_without_the_api_key(client: TestClient) -> None:
+    # The test client's peer is "testclient", not loopback: a stranger.
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": API_KEY}):
+        response = client.get("/healthz", headers=headers)
+        assert (response.status_code, response.json()) == (200, {"ok": True})
+
+
 def test_healthz_reports_the_directory_and_the_tabs(client: TestClient) -> None:
     with client.websocket_connect(f"/ws?token={token_for(RED_CALLER)}") as ws:
         ws.receive_json()
-        body = client.get("/healthz").json()
+        body = client.get("/healthz", headers=AUTH).json()
     assert body["ok"] is True
     assert body["directory"]["source"] == "datafile"
     assert (body["tabs"], body["users"]) == (1, 1)
@@ -237,6 +255,14 @@ class TestApiCalls:
             (b"[]", "invalid_request", "object"),
             (b'{"phone":"1","call_id":"c"}', "invalid_request", "user_id"),
             (b'{"user_id":"x","phone":"1","call_id":"c"}', "invalid_request", "user_id"),
+            (b'{"user_id":"08","phone":"1","call_id":"c"}', "invalid_request", "leading zeros"),
+            (b'{"user_id":0,"phone":"1","call_id":"c"}', "invalid_request", "user_id"),
+            (b'{"user_id":true,"phone":"1","call_id":"c"}', "invalid_request", "user_id"),
+            (
+                '{"user_id":"\uff18","phone":"1","call_id":"c"}'.encode(),
+                "invalid_request",
+                "ASCII digits",
+            ),
             (b'{"user_id":7,"phone":"+74951234567"}', "invalid_request", "call_id"),
             (b'{"user_id":7,"call_id":"c"}', "invalid_request", "phone"),
             (
@@ -276,12 +302,98 @@ class TestApiCalls:
             assert (paint["call_id"], paint["colour"]) == ("p1", "red")
 
 
-def test_the_snippet_is_served_cross_origin_without_caching(client: TestClient) -> None:
-    response = client.get("/static/callguard.js")
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/javascript")
-    assert response.headers["access-control-allow-origin"] == "*"
-    assert response.headers["cache-control"] == "no-cache"
+def test_the_snippet_is_served_without_caching_and_cors_only_to_allowed_origins() -> None:
+    settings = gateway_settings(portal_url="https://portal.example/rest/1/code/")
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/static/callguard.js")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/javascript")
+        assert response.headers["cache-control"] == "no-cache"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert "access-control-allow-origin" not in response.headers  # no Origin: no CORS
+        portal = client.get("/static/callguard.js", headers={"Origin": "https://portal.example"})
+        assert portal.headers["access-control-allow-origin"] == "https://portal.example"
+        assert portal.headers["vary"] == "Origin"
+        other = client.get("/static/callguard.js", headers={"Origin": "https://evil.example"})
+        assert other.status_code == 200  # a <script src> needs no CORS; a fetch() gets none
+        assert "access-control-allow-origin" not in other.headers
+        text = client.get("/metrics").text
+        assert 'callguard_origins_refused_total{path="static"} 1.0' in text
+
+
+def test_serve_does_not_expose_the_demo_assets(client: TestClient) -> None:
+    for path in ("/static/demo/demo.js", "/static/demo/index.html", "/static/demo/", "/demo/"):
+        assert client.get(path).status_code == 404, path
+    with TestClient(create_app(gateway_settings(demo=True))) as demo:
+        assert demo.get("/static/demo/demo.js").status_code == 404
+        assert demo.get("/demo/demo.js").status_code == 200
+        assert demo.get("/demo/demo.css").status_code == 200
+
+
+def test_html_pages_get_nosniff_and_a_policy_framed_only_by_the_portal() -> None:
+    settings = gateway_settings(demo=True, portal_url="https://portal.example/rest/1/code/")
+    with TestClient(create_app(settings)) as demo:
+        page = demo.get("/demo/")
+    assert page.headers["x-content-type-options"] == "nosniff"
+    directives = page.headers["content-security-policy"].split("; ")
+    policy = {name: value for name, _, value in (d.partition(" ") for d in directives)}
+    assert policy["frame-ancestors"] == "'self' https://portal.example"
+    assert policy["default-src"] == "'self'"
+    assert policy["script-src"] == "'self'"
+    # Where content may come from: this gateway only (a loopback relay for the demo's ?ws=).
+    sources = " ".join(v for k, v in policy.items() if k != "frame-ancestors").split()
+    assert all(s.startswith(("'", "data:", "ws://127.0.0.1:", "ws://localhost:")) for s in sources)
+    assert not {"https:", "http:", "*"} & set(sources)
+
+
+@pytest.mark.parametrize(
+    ("origin", "allowed"),
+    [
+        (None, True),  # not a browser page: the load tester, curl
+        ("https://portal.example", True),
+        ("https://PORTAL.example:443", True),
+        ("http://testserver", True),  # the gateway's own pages
+        ("https://evil.example", False),
+        ("https://portal.example.evil.example", False),
+        ("null", False),
+    ],
+)
+def test_a_websocket_from_a_page_origin_not_allowed_is_refused_403(
+    origin: str | None, allowed: bool
+) -> None:
+    settings = gateway_settings(portal_url="https://portal.example/rest/1/code/")
+    headers = {"Origin": origin} if origin else {}
+    with TestClient(create_app(settings)) as client:
+        if allowed:
+            with client.websocket_connect(url_7(), headers=headers) as ws:
+                assert ws.receive_json()["type"] == "hello"
+        else:
+            with (
+                pytest.raises(WebSocketDenialResponse) as refused,
+                client.websocket_connect(url_7(), headers=headers),
+            ):
+                pass
+            assert refused.value.status_code == 403
+            assert refused.value.json()["error"] == "origin_not_allowed"
+            text = client.get("/metrics").text
+            assert 'callguard_origins_refused_total{path="ws"} 1.0' in text
+
+
+def test_allowed_origins_replace_the_default() -> None:
+    settings = gateway_settings(
+        portal_url="https://portal.example/rest/1/code/",
+        allowed_origins=("https://crm.example:8443",),
+    )
+    with TestClient(create_app(settings)) as client:
+        with client.websocket_connect(
+            url_7(), headers={"Origin": "https://crm.example:8443"}
+        ) as ws:
+            assert ws.receive_json()["type"] == "hello"
+        with (
+            pytest.raises(WebSocketDenialResponse),
+            client.websocket_connect(url_7(), headers={"Origin": "https://portal.example"}),
+        ):
+            pass
 
 
 def test_demo_routes_exist_only_in_demo_mode(client: TestClient) -> None:
