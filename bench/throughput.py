@@ -65,7 +65,7 @@ async def climb(target: Target, plan: Plan, phones: list[str], ladder: tuple[int
     raise_fd_limit()
     server = ServerProcess(plan.tune_gc, False, plan.heartbeat, bare=target.bare)
     await server.start()
-    client = Client(plan, server.port)
+    client = Client(plan, server.base)
     freezer: asyncio.Task[None] | None = None
     try:
         before = await server.command("reset")

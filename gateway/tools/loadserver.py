@@ -34,6 +34,10 @@ class ServerProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
 
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway.tools.loadserver", *self.flags,
