@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.crm import Directory
@@ -33,7 +35,7 @@ from gateway.run.metrics import Metrics
 from rules.decide import decide, none_decision
 from rules.model import Decision
 from rules.phones import normalize
-from rules.policy import Policy
+from rules.policy import NONE, Policy
 
 if TYPE_CHECKING:
     from gateway.live.fanout import Fanout
@@ -45,6 +47,8 @@ LATE_REASON_EN = "The CRM did not answer in time"
 FAILED_REASON = "CRM недоступна, цвет не определён"
 FAILED_REASON_EN = "The CRM is unavailable: no colour"
 MAX_CALLS_PER_USER = 8
+NORMALISED = 8192  # phone spellings whose keys are remembered
+SOURCES = ("ws", "api", "portal")
 
 
 class Peers(Protocol):
@@ -109,15 +113,20 @@ class Calls:
         self.call_timeout = call_timeout
         self._calls: dict[str, dict[str, _Call]] = {}
         self._tasks: set[asyncio.Task[object]] = set()
-        self.last_event = (
-            0.0  # time.monotonic() of the latest call event (the GC policy waits for quiet)
-        )
+        # phonenumbers.parse costs ~60 us a call, and a team dials the same few thousand numbers
+        # all day, spelled as the popup shows them: remember the keys of the latest spellings.
+        # (An invalid phone raises, and lru_cache keeps no exception: it is parsed each time.)
+        self._keys = functools.lru_cache(maxsize=NORMALISED)(partial(normalize, region=region))
+        # A label lookup takes a lock and a dict walk: bind each counter child once.
+        self._received = {s: metrics.calls.labels(s) for s in SOURCES}
+        self._outcomes = {o: metrics.lookups.labels(o) for o in ("ok", "late", "error")}
+        self._painted = {c: metrics.decisions.labels(c) for c in (*policy.colours, NONE)}
 
     # -- entry points (tabs, POST /api/calls, portal webhooks) -------------------------------
 
     def normalize(self, phone: str) -> str:
         """The phone's E.164 key; raises :class:`rules.InvalidPhone` for anything else."""
-        return normalize(phone, self.region)
+        return self._keys(phone)
 
     def event(
         self,
@@ -183,8 +192,7 @@ class Calls:
         call = user_calls.get(call_id)
         if call is not None and only_if_unpainted and call.event.phone == event.phone:
             return call.paint
-        self.metrics.calls.labels(event.source).inc()
-        self.last_event = time.monotonic()
+        self._received[event.source].inc()
         if call is None:
             while len(user_calls) >= MAX_CALLS_PER_USER:
                 await self.end_call(user_id, next(iter(user_calls)))
@@ -284,7 +292,7 @@ class Calls:
             return None  # a newer event for this call is being decided
         call.seq += 1
         paint = call.paint = Paint(event, call.seq, decision)
-        self.metrics.decisions.labels(decision.colour).inc()
+        self._painted[decision.colour].inc()
         await self.fanout.publish(event.user_id, event.call_id, paint.frame)
         self.metrics.call_to_paint.observe(time.perf_counter() - event.received)
         return paint
@@ -298,14 +306,14 @@ class Calls:
                 with for_user(event.user_id):
                     findings = await self.directory.lookup(event.phone)
         except TimeoutError:
-            self.metrics.lookups.labels("late").inc()
+            self._outcomes["late"].inc()
             return none_decision(LATE_REASON, LATE_REASON_EN)
         except Exception:  # the cache logs each failed lookup once
-            self.metrics.lookups.labels("error").inc()
+            self._outcomes["error"].inc()
             return none_decision(FAILED_REASON, FAILED_REASON_EN)
         finally:
             self.metrics.lookup_seconds.observe(time.perf_counter() - started)
-        self.metrics.lookups.labels("ok").inc()
+        self._outcomes["ok"].inc()
         return decide(findings, event.user_id, self.policy)
 
     async def _prewarm(self, key: str) -> None:

@@ -1,8 +1,9 @@
 """The gateway under load, in a child process of the load generator
 (:mod:`gateway.tools.loadtest`).
 
-``python -m gateway.tools.loadserver [--no-tune-gc] [--deflate] [--heartbeat S]`` serves a
-gateway on a free loopback port, prints ``{"port": N}``, then answers ``stats`` / ``reset`` /
+``python -m gateway.tools.loadserver [--no-tune-gc] [--deflate] [--heartbeat S] [--bare]``
+serves a gateway (or, with ``--bare``, the bare push server of :mod:`gateway.tools.bare`) on a
+free loopback port, prints ``{"port": N}``, then answers ``stats`` / ``reset`` /
 ``quit`` on stdin with one JSON line on stdout: its memory, the event loop's worst stall
 (:class:`gateway.run.probes.LagProbe`) and the longest GC pause. Apart from the generator so that
 each gets a core, and so that the generator's own sockets never show in the server's figures.
@@ -26,11 +27,16 @@ API_KEY = "loadtest-api-key-0123456789"
 class ServerProcess:
     """The gateway under test, in a child process driven over stdin/stdout."""
 
-    def __init__(self, tune_gc: bool, deflate: bool, heartbeat: float) -> None:
+    def __init__(self, tune_gc: bool, deflate: bool, heartbeat: float, bare: bool = False) -> None:
         self.flags = ["--tune-gc" if tune_gc else "--no-tune-gc", "--heartbeat", str(heartbeat)]
         self.flags += ["--deflate"] if deflate else []
+        self.flags += ["--bare"] if bare else []
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
         self.proc = await asyncio.create_subprocess_exec(
@@ -74,28 +80,23 @@ def _rss_kb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 1024.0
 
 
-def _compaction_ms(app: Any) -> float:
-    policy = getattr(app.state, "gc_policy", None)
-    return float(policy.last_compaction * 1000.0) if policy is not None else 0.0
-
-
-def child(tune_gc: bool, deflate: bool, heartbeat: float = 20.0) -> None:
+def child(tune_gc: bool, deflate: bool, heartbeat: float = 20.0, bare: bool = False) -> None:
     import uvloop
 
     from gateway.run.server import raise_fd_limit
 
     raise_fd_limit()
-    uvloop.run(_child(tune_gc, deflate, heartbeat))
+    uvloop.run(_child(tune_gc, deflate, heartbeat, bare))
 
 
-async def _child(tune_gc: bool, deflate: bool, heartbeat: float) -> None:
+async def _child(tune_gc: bool, deflate: bool, heartbeat: float, bare: bool) -> None:
     import socket
 
     import uvicorn
 
     from gateway.run.config import Settings
-    from gateway.run.runtime import Gateway
     from gateway.run.server import serve, uvicorn_config
+    from gateway.tools.bare import bare_app
     from gateway.web.app import create_app
 
     sock = socket.socket()
@@ -111,8 +112,8 @@ async def _child(tune_gc: bool, deflate: bool, heartbeat: float) -> None:
         # A few load-test tabs may stand for many managers: the per-tab call rate is not measured.
         tab_call_rate=1000.0,
     )
-    app = create_app(settings)
-    gateway: Gateway = app.state.gateway
+    app = bare_app() if bare else create_app(settings)
+    probed = app.state.bare if bare else app.state.gateway  # both have tabs, lag and gc
     config = uvicorn_config(app, settings, per_message_deflate=deflate, log_config=None)
     server = uvicorn.Server(config)
     started = asyncio.Event()
@@ -127,16 +128,15 @@ async def _child(tune_gc: bool, deflate: bool, heartbeat: float) -> None:
             break
         stats = {
             "rss_kb": _rss_kb(),
-            "tabs": gateway.tabs.count,
-            "stall_ms": gateway.lag.worst * 1000.0,
-            "gc_ms": gateway.gc.worst * 1000.0,
-            "gc_generation": gateway.gc.worst_generation,
-            "collections": gateway.gc.collections,
-            "compaction_ms": _compaction_ms(app),
+            "tabs": probed.tabs.count if not bare else probed.count,
+            "stall_ms": probed.lag.worst * 1000.0,
+            "gc_ms": probed.gc.worst * 1000.0,
+            "gc_generation": probed.gc.worst_generation,
+            "collections": probed.gc.collections,
         }
         if command == "reset":
-            gateway.lag.reset()
-            gateway.gc.reset()
+            probed.lag.reset()
+            probed.gc.reset()
         print(json.dumps(stats), flush=True)
     server.should_exit = True
     await serving
@@ -148,8 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tune-gc", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--deflate", action="store_true")
     parser.add_argument("--heartbeat", type=float, default=20.0)
+    parser.add_argument("--bare", action="store_true", help="the bare push server instead")
     args = parser.parse_args(argv)
-    child(args.tune_gc, args.deflate, args.heartbeat)
+    child(args.tune_gc, args.deflate, args.heartbeat, args.bare)
     return 0
 
 

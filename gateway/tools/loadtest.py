@@ -16,11 +16,12 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import os
 import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -46,7 +47,11 @@ class Plan:
     connect_concurrency: int = 200
     seed: int = 1
     heartbeat: float = 20.0  # the production default: pings go out during the run
-    settle: float = 3.0  # idle after connecting: the GC policy compacts after 2 s without calls
+    bare: bool = False  # the bare push server (gateway/tools/bare.py) instead of the gateway
+    url: str = ""  # a gateway this run did not start (http[s]://host:port): no server figures
+    secret: str = SECRET  # signs the tabs' tokens: the target's CALLGUARD_SECRET
+    api_key: str = API_KEY  # the target's CALLGUARD_API_KEY
+    settle: float = 3.0  # idle after connecting, as tabs are between calls
 
 
 @dataclass(slots=True)
@@ -86,14 +91,11 @@ class Run:
     def summary(self) -> list[str]:
         p = self.plan
         c = self.connect_server
-        compaction = (
-            f" (the idle compaction: {c['compaction_ms']:.1f} ms)" if c["compaction_ms"] else ""
-        )
         lines = [
             f"{p.tabs} tabs connected in {self.connect_seconds:.1f} s; "
             f"server memory {self.kb_per_tab:.1f} kB per idle tab; while connecting and idle: "
             f"worst loop stall {c['stall_ms']:.1f} ms, longest GC pause {c['gc_ms']:.1f} ms "
-            f"(generation {c['gc_generation']}){compaction}"
+            f"(generation {c['gc_generation']})"
         ]
         for ph in self.phases:
             lines.append(
@@ -110,14 +112,18 @@ class Run:
 class Client:
     """The tabs: one websocket per user, each reading paints, timing them and ending the call."""
 
-    def __init__(self, plan: Plan, port: int) -> None:
+    def __init__(self, plan: Plan, base: str) -> None:
         self.plan = plan
-        self.base = f"127.0.0.1:{port}"
+        self.base = base  # http://host:port
         self.sockets: list[ClientConnection] = []
         self.pending: dict[str, float] = {}
         self.latencies: list[float] = []
         self.readers: list[asyncio.Task[None]] = []
         self.drained = asyncio.Event()  # set when no call waits for its paint
+
+    @property
+    def ws_base(self) -> str:
+        return "ws" + self.base.removeprefix("http")
 
     def user(self, index: int) -> str:
         return str(FIRST_USER + index)
@@ -129,10 +135,10 @@ class Client:
         compression = "deflate" if self.plan.deflate else None
 
         async def one(index: int) -> ClientConnection:
-            token = issue_token(SECRET, self.user(index), 3600)
+            token = issue_token(self.plan.secret, self.user(index), 3600)
             async with gate:
                 ws = await connect(
-                    f"ws://{self.base}/ws?token={token}",
+                    f"{self.ws_base}/ws?token={token}&user={self.user(index)}",
                     compression=compression, ping_interval=None, open_timeout=60,
                 )  # fmt: skip
                 await ws.recv()  # hello
@@ -167,8 +173,8 @@ async def run_phase(client: Client, path: str, phones: list[str], rng: random.Ra
 
     plan = client.plan
     total = int(plan.rate * plan.seconds)
-    auth = {"Authorization": f"Bearer {API_KEY}"}
-    url = f"http://{client.base}/api/calls"
+    auth = {"Authorization": f"Bearer {plan.api_key}"}
+    url = f"{client.base}/api/calls"
     inflight: set[asyncio.Task[None]] = set()
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=connector) as http:
@@ -210,11 +216,15 @@ async def run(plan: Plan, phones: Sequence[str]) -> Run:
 
     raise_fd_limit()
     rng = random.Random(plan.seed)
-    server = ServerProcess(plan.tune_gc, plan.deflate, plan.heartbeat)
+    server: ServerProcess | RemoteGateway
+    if plan.url:
+        server = RemoteGateway(plan.url)
+    else:
+        server = ServerProcess(plan.tune_gc, plan.deflate, plan.heartbeat, plan.bare)
     result = Run(plan)
     freezer: asyncio.Task[None] | None = None
     await server.start()
-    client = Client(plan, server.port)
+    client = Client(plan, server.base)
     try:
         before = await server.command("reset")
         started = time.perf_counter()
@@ -241,6 +251,28 @@ async def run(plan: Plan, phones: Sequence[str]) -> Run:
     return result
 
 
+class RemoteGateway:
+    """A gateway this run did not start (an operator's deployment): its process cannot be asked
+    for its memory or loop stalls, so those figures read 0 and the summary leaves them out."""
+
+    def __init__(self, url: str) -> None:
+        self.base = url.rstrip("/")
+
+    async def start(self) -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as http, http.get(f"{self.base}/healthz") as reply:
+            if reply.status >= 500:
+                raise RuntimeError(f"{self.base}/healthz answered {reply.status}: not healthy")
+
+    async def command(self, name: str) -> dict[str, Any]:
+        return {"rss_kb": 0.0, "stall_ms": 0.0, "gc_ms": 0.0, "gc_generation": "-",
+                "collections": 0, "remote": True}  # fmt: skip
+
+    async def stop(self) -> None:
+        return None
+
+
 async def _freeze_loop() -> None:
     from gateway.run.gcpolicy import INTERVAL, freeze_survivors
 
@@ -265,6 +297,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--deflate", action="store_true", help="per-message deflate on")
     parser.add_argument("--heartbeat", type=float, default=20.0, help="server pings, s (20)")
+    parser.add_argument(
+        "--url", default="", help="drive this running gateway (http[s]://host:port) instead"
+    )
+    parser.add_argument(
+        "--secret", default="", help="with --url: its CALLGUARD_SECRET (else that variable)"
+    )
+    parser.add_argument(
+        "--api-key", default="", help="with --url: its CALLGUARD_API_KEY (else that variable)"
+    )
 
 
 def plan_from(args: argparse.Namespace) -> Plan:
@@ -275,15 +316,23 @@ def plan_from(args: argparse.Namespace) -> Plan:
     paths = tuple(p.strip() for p in args.paths.split(",") if p.strip())
     if not paths or any(p not in ("api", "ws") for p in paths):
         raise ValueError(f"--paths must name api and/or ws, got {args.paths!r}")
-    return Plan(
-        args.tabs,
-        args.rate,
-        args.seconds,
-        paths,
-        args.tune_gc,
-        args.deflate,
+    plan = Plan(
+        args.tabs, args.rate, args.seconds, paths, args.tune_gc, args.deflate,
         heartbeat=args.heartbeat,
-    )
+    )  # fmt: skip
+    url = getattr(args, "url", "")
+    if not url:
+        return plan
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"--url must be http://host:port or https://host:port, got {url!r}")
+    secret = args.secret or os.environ.get("CALLGUARD_SECRET", "")
+    key = args.api_key or os.environ.get("CALLGUARD_API_KEY", "")
+    if not secret or ("api" in paths and not key):
+        raise ValueError(
+            "--url needs the gateway's secret (--secret or CALLGUARD_SECRET) and, for the api "
+            "path, its API key (--api-key or CALLGUARD_API_KEY)"
+        )
+    return replace(plan, url=url, secret=secret, api_key=key or API_KEY)
 
 
 def demo_phones() -> list[str]:

@@ -1,5 +1,6 @@
 """A call's phone is normalised once, where the call enters (issue 8): counted by tracing calls
-to rules.phones.normalize with the interpreter's profiler hook, not by patching it."""
+to the pipeline's one normalisation point (Calls.normalize, which remembers recent spellings) with
+the interpreter's profiler hook, not by patching it."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from typing import Any
 
 import httpx
 
+from gateway.live.calls import Calls
 from gateway.web.app import create_app
-from rules import phones
 from tests.live.conftest import RED_CALLER, RED_PHONE
 from tests.portal.conftest import WEBHOOK_TOKEN, portal_settings
 from tests.support import gateway_settings
@@ -21,7 +22,7 @@ from tests.support import gateway_settings
 @contextmanager
 def counting_normalisations() -> Iterator[list[int]]:
     count = [0]
-    code = phones.normalize.__code__
+    code = Calls.normalize.__code__
     previous = sys.getprofile()
 
     def profile(frame: FrameType, event: str, arg: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import pytest
 
@@ -47,3 +48,28 @@ def test_the_default_plan_is_the_issue_s() -> None:
     assert (plan.tabs, plan.rate, plan.paths, plan.tune_gc, plan.deflate) == (
         5000, 1000.0, ("api", "ws"), True, False,
     )  # fmt: skip
+
+
+async def test_a_run_can_drive_a_gateway_it_did_not_start() -> None:
+    """``--url`` and the target's secret and key: an operator load-tests a real deployment."""
+    from tests.live.conftest import API_KEY
+    from tests.support import TEST_SECRET, gateway_settings, running_gateway
+
+    async with running_gateway(gateway_settings(api_key=API_KEY)) as url:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        args = ["--url", url, "--secret", TEST_SECRET, "--api-key", API_KEY, "--tabs", "5"]
+        plan = plan_from(parser.parse_args([*args, "--rate", "50", "--seconds", "0.2"]))
+        result = await run(replace(plan, settle=0.1), demo_phones())
+    assert [(p.path, p.sent, p.lost) for p in result.phases] == [("api", 10, 0), ("ws", 10, 0)]
+    assert all(p.server.get("remote") for p in result.phases)
+
+
+def test_an_outside_gateway_needs_its_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CALLGUARD_SECRET", raising=False)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    with pytest.raises(ValueError, match="needs the gateway's secret"):
+        plan_from(parser.parse_args(["--url", "http://127.0.0.1:9"]))
+    with pytest.raises(ValueError, match="--url must be"):
+        plan_from(parser.parse_args(["--url", "ftp://x", "--secret", "s"]))

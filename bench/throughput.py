@@ -1,0 +1,179 @@
+"""Throughput side by side (issue 11, item 4): the bare push server and the gateway, one run.
+
+For each server: a process of its own (gateway/tools/loadserver.py), N websocket tabs, then calls
+through ``POST /api/calls`` at a rising rate, each step for a few seconds. A step passes when
+call->paint p99 <= 10 ms and no paint is lost. Printed: p50/p99 per step, the highest passing
+rate of each server and their ratio, and the worst loop stall throughout (while tabs connect,
+just after, and during every step). With ``--chart FILE.png`` it draws p99 against the rate
+(matplotlib, from the ``bench`` extra).
+
+    .venv/bin/python bench/throughput.py [--tabs 5000] [--seconds 4] [--chart docs/throughput.png]
+
+The load generator runs on the same machine, as the issue's figures did: on 2 cores the generator
+takes one of them. A machine busy with other work shows its own stalls: run it on a quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import random
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gateway.tools.loadserver import ServerProcess
+from gateway.tools.loadtest import Client, Phase, Plan, _freeze_loop, demo_phones, run_phase
+
+LADDER = (250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000)
+P99_LIMIT_MS = 10.0
+
+
+@dataclass
+class Target:
+    name: str
+    bare: bool
+    steps: list[tuple[float, Phase]] = field(default_factory=list)
+    connect_stall_ms: float = 0.0
+    kb_per_tab: float = 0.0
+
+    @property
+    def best(self) -> float:
+        passing = [rate for rate, ph in self.steps if passes(ph)]
+        return max(passing, default=0.0)
+
+    def at(self, rate: float) -> Phase | None:
+        return next((ph for r, ph in self.steps if r == rate), None)
+
+    @property
+    def worst_stall_ms(self) -> float:
+        during = [float(ph.server["stall_ms"]) for _, ph in self.steps]
+        return max([self.connect_stall_ms, *during])
+
+
+def passes(phase: Phase) -> bool:
+    return phase.lost == 0 and phase.percentile(0.99) <= P99_LIMIT_MS
+
+
+async def climb(target: Target, plan: Plan, phones: list[str], ladder: tuple[int, ...]) -> None:
+    from gateway.run.server import raise_fd_limit
+
+    raise_fd_limit()
+    server = ServerProcess(plan.tune_gc, False, plan.heartbeat, bare=target.bare)
+    await server.start()
+    client = Client(plan, server.base)
+    freezer: asyncio.Task[None] | None = None
+    try:
+        before = await server.command("reset")
+        await client.connect_all()
+        await asyncio.sleep(plan.settle)
+        after = await server.command("reset")
+        target.connect_stall_ms = float(after["stall_ms"])
+        target.kb_per_tab = (after["rss_kb"] - before["rss_kb"]) / plan.tabs
+        gc.collect()
+        gc.freeze()
+        freezer = asyncio.ensure_future(_freeze_loop())
+        rng = random.Random(plan.seed)
+        failures = 0
+        for rate in ladder:
+            client.plan = replace(plan, rate=float(rate), paths=("api",))
+            client.latencies, client.pending = [], {}
+            sent = await run_phase(client, "api", phones, rng)
+            stats = await server.command("reset")
+            phase = Phase("api", sent, client.latencies, stats)
+            target.steps.append((float(rate), phase))
+            print(f"  {target.name:>7} {rate:>5}/s: {line(phase)}", flush=True)
+            failures = 0 if passes(phase) else failures + 1
+            if failures >= 2:  # saturated: the next steps only queue more
+                break
+            await asyncio.sleep(1.0)
+    finally:
+        if freezer is not None:
+            freezer.cancel()
+        await client.close()
+        await server.stop()
+        gc.unfreeze()
+
+
+def line(ph: Phase) -> str:
+    lost = f" LOST {ph.lost}" if ph.lost else ""
+    return (
+        f"p50 {ph.percentile(0.5):6.2f} ms  p99 {ph.percentile(0.99):7.2f} ms  "
+        f"worst stall {float(ph.server['stall_ms']):6.1f} ms{lost}"
+    )
+
+
+def chart(targets: list[Target], path: Path, tabs: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for t in targets:
+        rates = [r for r, _ in t.steps]
+        ax.plot(
+            rates, [ph.percentile(0.99) for _, ph in t.steps], marker="o", label=f"{t.name} p99"
+        )
+        ax.plot(
+            rates, [ph.percentile(0.5) for _, ph in t.steps], linestyle="--", label=f"{t.name} p50"
+        )
+    ax.axhline(P99_LIMIT_MS, color="grey", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("calls per second (POST /api/calls)")
+    ax.set_ylabel("call -> paint, ms")
+    ax.set_title(f"{tabs} tabs, 2 cores, load generator on the same machine")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+
+
+async def bench(args: argparse.Namespace) -> list[str]:
+    plan = Plan(tabs=args.tabs, seconds=args.seconds, paths=("api",))
+    phones = demo_phones()
+    ladder = tuple(r for r in LADDER if r <= args.max_rate)
+    targets = [Target("bare", True), Target("gateway", False)]
+    started = time.perf_counter()
+    for target in targets:
+        print(f"== {target.name}: {plan.tabs} tabs", flush=True)
+        await climb(target, plan, phones, ladder)
+    bare, gw = targets
+    out = [f"== results ({time.perf_counter() - started:.0f} s, python {sys.version.split()[0]})"]
+    for t in targets:
+        out.append(
+            f"{t.name:>7}: highest rate with p99 <= {P99_LIMIT_MS:g} ms: {t.best:g}/s; "
+            f"worst loop stall throughout {t.worst_stall_ms:.1f} ms; {t.kb_per_tab:.1f} kB/idle tab"
+        )
+    ratio = gw.best / bare.best if bare.best else float("nan")
+    out.append(f"gateway/bare rate: {ratio:.2f} (goal >= 0.7)")
+    b, g = bare.at(1000), gw.at(1000)
+    if b is not None and g is not None:
+        p50 = g.percentile(0.5) / b.percentile(0.5)
+        out.append(
+            f"at 1000 calls/s: bare p50/p99 {b.percentile(0.5):.2f}/{b.percentile(0.99):.2f} ms, "
+            f"gateway {g.percentile(0.5):.2f}/{g.percentile(0.99):.2f} ms "
+            f"(goal p99 <= 10, p50 <= 3x bare: {p50:.1f}x)"
+        )
+    if args.chart:
+        chart(targets, Path(args.chart), plan.tabs)
+        out.append(f"chart: {args.chart}")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tabs", type=int, default=5000)
+    parser.add_argument("--seconds", type=float, default=4.0, help="per step (4)")
+    parser.add_argument("--max-rate", type=int, default=4000)
+    parser.add_argument("--chart", default="", help="draw p99 and p50 by rate into this PNG")
+    print("\n".join(asyncio.run(bench(parser.parse_args()))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
