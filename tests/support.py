@@ -58,7 +58,8 @@ async def running_app(app: Starlette, settings: Settings, port: int = 0) -> Asyn
     finally:
         server_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            async with asyncio.timeout(timeout()):
+            # A hang guard: the graceful shutdown may spend up to the drain on queued events.
+            async with asyncio.timeout(timeout() + settings.shutdown_drain):
                 await server_task
         sock.close()
 
