@@ -14,6 +14,7 @@ from starlette.websockets import WebSocket
 
 import gateway as package
 from gateway.crm import Directory
+from gateway.ledger.wiring import build_access
 from gateway.live.socket import tab_endpoint
 from gateway.portal.wiring import build_intake
 from gateway.run.config import Settings
@@ -22,6 +23,7 @@ from gateway.web.demo import demo_routes
 from gateway.web.headers import SecurityHeaders
 from gateway.web.http import SnippetFiles, healthz, metrics, portal_events, post_call
 from gateway.web.origins import Origins, default_origins
+from gateway.web.report import report_csv, report_page
 
 
 def static_dir() -> Path:
@@ -74,6 +76,8 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
         Route("/metrics", metrics, methods=["GET"]),
         Mount("/static", SnippetFiles(directory=STATIC_DIR, check_dir=False)),
         Route("/bitrix/events", portal_events, methods=["POST"]),
+        Route("/report", report_page, methods=["GET"]),
+        Route("/report.csv", report_csv, methods=["GET"]),
     ]
     if settings.demo:
         routes.extend(demo_routes(STATIC_DIR))
@@ -90,4 +94,5 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
     app.state.gateway = gateway
     app.state.intake = intake
     app.state.demo_statuses = editable
+    app.state.access = build_access(gateway, editable)
     return app
