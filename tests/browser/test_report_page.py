@@ -60,7 +60,8 @@ async def test_the_report_page_draws_a_bar_per_day_with_red_calls(browser: Brows
                 f"{base}/report?from=2026-03-01&to=2026-03-07&colour=all&lang=en&token={token}",
                 timeout=ms(timeout(1)),
             )
-            assert answer is not None and answer.status == 200
+            assert answer is not None
+            assert answer.status == 200
             await page.wait_for_selector("svg.chart", timeout=ms(timeout(1)))
             bars = await page.eval_on_selector_all(
                 "svg.chart rect.bar",
