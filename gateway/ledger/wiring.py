@@ -4,6 +4,7 @@ A directory that is neither leaves the report to ``CALLGUARD_ADMINS`` and the di
 
 from __future__ import annotations
 
+from gateway.crm import Directory
 from gateway.ledger.access import Access, OrgChart
 from gateway.ledger.org_datafile import DataFileOrg
 from gateway.ledger.org_rest import RestOrg
@@ -11,15 +12,19 @@ from gateway.portal.status_datafile import DataFileStatusPortal
 from gateway.run.runtime import Gateway
 
 
-def build_access(gateway: Gateway, notices: DataFileStatusPortal | None = None) -> Access:
-    """``notices``: the data file's status view, whose notification list the demo page shows."""
-    admins: tuple[str, ...] = gateway.settings.admins
-    org: OrgChart | None = None
-    directory = gateway.directory
+def org_chart(
+    directory: Directory, notices: DataFileStatusPortal | None = None
+) -> tuple[OrgChart | None, tuple[str, ...]]:
+    """The directory's org chart and the administrators it names (the data file's).
+    ``notices``: the data file's status view, whose notification list the demo page shows."""
     if (data := directory.dataset) is not None:
         chart = DataFileOrg(data, notices)
-        admins = (*admins, *chart.admins)
-        org = chart
-    elif (rest := directory.rest) is not None:
-        org = RestOrg(rest.client)
-    return Access(org, admins)
+        return chart, chart.admins
+    if (rest := directory.rest) is not None:
+        return RestOrg(rest.client), ()
+    return None, ()
+
+
+def build_access(gateway: Gateway, notices: DataFileStatusPortal | None = None) -> Access:
+    org, admins = org_chart(gateway.directory, notices)
+    return Access(org, (*gateway.settings.admins, *admins))
