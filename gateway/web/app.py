@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket
 
 import gateway as package
 from gateway.crm import Directory
-from gateway.ledger.wiring import build_access
+from gateway.ledger.wiring import build_access, build_digest
 from gateway.live.socket import tab_endpoint
 from gateway.portal.wiring import build_intake
 from gateway.run.config import Settings
@@ -59,14 +59,20 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
     a directory passed in stays the caller's to close. Raises ConfigError on bad settings."""
     gateway = build_gateway(settings, directory)
     intake, editable = build_intake(gateway)
+    access = build_access(gateway, editable)
+    digest = build_digest(gateway, access)  # None: CALLGUARD_DIGEST_AT unset
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
         await intake.start()
+        if digest is not None:
+            digest.start()
         try:
             yield
         finally:
+            if digest is not None:
+                await digest.stop()
             await intake.stop()
             await gateway.stop()
 
@@ -94,5 +100,6 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
     app.state.gateway = gateway
     app.state.intake = intake
     app.state.demo_statuses = editable
-    app.state.access = build_access(gateway, editable)
+    app.state.access = access
+    app.state.digest = digest
     return app
