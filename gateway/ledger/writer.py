@@ -82,11 +82,13 @@ class LedgerWriter:
         *,
         capacity: int = 10_000,
         days: int = 365,
+        purge_every: float | None = PURGE_EVERY,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.ledger = ledger
         self.capacity = capacity
         self.days = days
+        self.purge_every = purge_every  # None: no retention in the background (tests)
         self.metrics = LedgerMetrics(registry)
         self.metrics.queued.set_function(lambda: len(self._queue))
         self._queue: deque[_Item] = deque()
@@ -117,7 +119,9 @@ class LedgerWriter:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._run()), loop.create_task(self._retain())]
+        self._tasks = [loop.create_task(self._run())]
+        if self.purge_every is not None:
+            self._tasks.append(loop.create_task(self._retain(self.purge_every)))
 
     async def flush(self) -> None:
         """Wait until everything queued before this call has been written (or dropped)."""
@@ -177,18 +181,21 @@ class LedgerWriter:
             if not self._failing:
                 log.warning("ledger: %s; dropping calls until the database is back", err)
                 self._failing = True
+        except Exception:  # a bug must not stop the writer: the queue would only fill up
+            self.metrics.dropped.labels("error").inc(len(rows) + len(marks))
+            log.exception("ledger: a batch of %d calls could not be written", len(rows))
         finally:
             for future in waiting:
                 if not future.done():
                     future.set_result(None)
 
-    async def _retain(self) -> None:
+    async def _retain(self, every: float) -> None:
         while True:
             try:
                 await self.purge()
             except DatabaseError as err:
                 log.warning("ledger retention: %s", err)
-            await asyncio.sleep(PURGE_EVERY)
+            await asyncio.sleep(every)
 
 
 def _redecided(first: LedgerRow, later: LedgerRow) -> LedgerRow:

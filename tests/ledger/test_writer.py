@@ -112,3 +112,30 @@ async def test_without_a_ledger_calls_paint_as_before() -> None:
         assert await calls.end_call(RED_CALLER, "c1")
     finally:
         await calls.close()
+
+
+async def test_a_database_outage_drops_rows_not_paints(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = CollectorRegistry()
+    writer = LedgerWriter(ledger, purge_every=None, registry=registry)
+    calls, fanout = make_calls()
+    calls.ledger = writer
+    writer.start()
+    try:
+        await ledger.database.close()
+        assert await calls.start_call(RED_CALLER, "lost", RED_PHONE) is not None
+        await writer.flush()
+        assert sample(registry, "callguard_ledger_dropped_total", reason="error") == 1
+        assert [r.getMessage() for r in caplog.records if r.name == "callguard.ledger"] == [
+            f"ledger: the database {ledger.database.shown} is not open; "
+            "dropping calls until the database is back"
+        ]
+        await ledger.database.open()
+        assert await calls.start_call(RED_CALLER, "kept", RED_PHONE) is not None
+        await writer.flush()
+        assert [r.call_id for r in await ledger.rows(*WIDE)] == ["kept"]
+        assert len(await fanout.wait(2)) == 2
+    finally:
+        await writer.stop()
+        await calls.close()
