@@ -106,6 +106,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--lang", choices=("ru", "en"), help="its texts (default: CALLGUARD_LANG or ru)")
     p.add_argument("--version", dest="ext_version", help="its version (default: the gateway's)")
     p.set_defaults(handler=_extension)
+    p = sub.add_parser("report", help="the calls ledger of a period, as an administrator sees it")
+    p.add_argument("--from", dest="first", help="first day, YYYY-MM-DD (default: 6 days ago)")
+    p.add_argument("--to", dest="last", help="last day, YYYY-MM-DD (default: today)")
+    p.add_argument("--colour", default="red", help="a colour of the rules file, or all (red)")
+    p.add_argument("--csv", action="store_true", help="print CSV (design.md §3.7 columns)")
+    p.set_defaults(handler=_report)
 
     p = sub.add_parser("loadtest", help="N tabs on a local gateway process, calls at a fixed rate")
     from gateway.tools.loadtest import add_arguments as loadtest_arguments
@@ -207,6 +213,18 @@ def _token(args: argparse.Namespace) -> int:
     try:
         print(launch.token(args.user, args.ttl))
     except (ConfigError, ValueError) as err:
+        raise UsageError(str(err)) from None
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from gateway.ledger.console import ReportError, report_command
+    from gateway.ledger.report import BadPeriod
+    from gateway.run.config import ConfigError
+
+    try:
+        sys.stdout.write(report_command(args.first, args.last, args.colour, args.csv))
+    except (ConfigError, BadPeriod, ReportError) as err:
         raise UsageError(str(err)) from None
     return 0
 

@@ -57,6 +57,16 @@ class Peers(Protocol):
         ...
 
 
+class Ledger(Protocol):
+    """Where decided calls are recorded (gateway.ledger.writer): each method only queues."""
+
+    def record(self, paint: Paint) -> None: ...
+
+    def ended(self, user_id: str, call_id: str) -> None: ...
+
+    def applied(self, user_id: str, call_id: str, latency_ms: float | None) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class CallEvent:
     user_id: str
@@ -101,8 +111,10 @@ class Calls:
         call_timeout: float,
         peers: Peers | None = None,
         lang: str = "ru",
+        ledger: Ledger | None = None,
     ) -> None:
         self.directory = directory
+        self.ledger = ledger  # None: no ledger (CALLGUARD_LEDGER_DAYS=0, benchmarks)
         self.lang = lang  # for calls that do not come from a tab: the portal's language
         self.peers = peers
         self.policy = policy
@@ -209,6 +221,8 @@ class Calls:
         """End a call and clear it on the user's tabs; False when it was not known."""
         user_calls = self._calls.get(user_id)
         call = user_calls.pop(call_id, None) if user_calls else None
+        if self.ledger is not None and (call is not None or self.peers is not None):
+            self.ledger.ended(user_id, call_id)
         if call is None:
             if self.peers is None or call_id not in self.peers.elsewhere(user_id):
                 return False
@@ -259,6 +273,8 @@ class Calls:
         """A tab put a paint on screen; record the page's ring -> applied latency if it sent one."""
         if frame.latency_ms is not None:
             self.metrics.ring_to_applied.observe(frame.latency_ms / 1000.0)
+            if self.ledger is not None:
+                self.ledger.applied(user_id, frame.call_id, frame.latency_ms)
 
     @property
     def active(self) -> int:
@@ -295,6 +311,8 @@ class Calls:
         self._painted[decision.colour].inc()
         await self.fanout.publish(event.user_id, event.call_id, paint.frame)
         self.metrics.call_to_paint.observe(time.perf_counter() - event.received)
+        if self.ledger is not None:
+            self.ledger.record(paint)
         return paint
 
     async def _decide(self, event: CallEvent) -> Decision:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from gateway.store import url as database_urls
 from gateway.userid import InvalidUserId, user_id
@@ -23,6 +24,7 @@ DEFAULT_STATUS_FIELD = "UF_CRM_CALLGUARD_STATUS"
 DEFAULT_REDIS_PREFIX = "callguard:"
 DEFAULT_OAUTH_SERVER = "https://oauth.bitrix.info"
 OAUTH_VARIABLES = ("OAUTH_CLIENT_ID", "OAUTH_CLIENT_SECRET", "PORTAL_URL", "PUBLIC_URL")
+DEFAULT_TZ = "Europe/Moscow"
 
 
 class ConfigError(ValueError):
@@ -69,6 +71,11 @@ class Settings:
     token_max_ttl: float = 86_400.0
     token_ttl: float = 12 * 3600.0  # the lifetime of tokens the gateway signs at sign-in
     public_url: str | None = None
+    ledger_days: int = 365  # 0: no ledger
+    ledger_queue: int = 10_000
+    report_rows: int = 50_000
+    tz: str = DEFAULT_TZ
+    digest_at: str | None = None  # "HH:MM" in tz; None: no digest
     log_level: str = "info"
     log_format: str = "text"
     # None: the default (the portal's origin and PUBLIC_URL's); see gateway/web/origins.py.
@@ -259,6 +266,14 @@ class _Reader:
                 f"{PREFIX}TAB_QUEUE is deprecated and ignored: a tab's queue is bounded "
                 f"in bytes now; set {PREFIX}TAB_QUEUE_BYTES (default 262144) instead."
             )
+        tz = self.raw("TZ") or DEFAULT_TZ
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise self.fail("TZ", f"must be a time zone like Europe/Moscow, got {tz!r}") from None
+        digest_at = self.raw("DIGEST_AT")
+        if digest_at is not None and not _is_clock(digest_at):
+            raise self.fail("DIGEST_AT", f"must be a time of day HH:MM, got {digest_at!r}")
         return Settings(
             secret=secret,
             host=self.raw("HOST") or "0.0.0.0",
@@ -296,6 +311,11 @@ class _Reader:
             token_max_ttl=self.number("TOKEN_MAX_TTL", 86_400.0, 60.0, 30 * 86_400.0),
             token_ttl=self.token_ttl(),
             public_url=self.url("PUBLIC_URL", ("http", "https")),
+            ledger_days=self.integer("LEDGER_DAYS", 365, 0, 36_500),
+            ledger_queue=self.integer("LEDGER_QUEUE", 10_000, 10, 10_000_000),
+            report_rows=self.integer("REPORT_ROWS", 50_000, 100, 10_000_000),
+            tz=tz,
+            digest_at=digest_at,
             log_level=level,
             log_format=log_format,
             allowed_origins=self.origins("ALLOWED_ORIGINS"),
@@ -308,6 +328,19 @@ class _Reader:
             insecure_dev=insecure_dev and self.raw("SECRET") is None,
             warnings=tuple(warnings),
         )
+
+
+def _is_clock(value: str) -> bool:
+    hours, sep, minutes = value.partition(":")
+    return (
+        sep == ":"
+        and len(hours) == 2
+        and len(minutes) == 2
+        and hours.isdigit()
+        and minutes.isdigit()
+        and int(hours) < 24
+        and int(minutes) < 60
+    )
 
 
 def mask_url(url: str) -> str:

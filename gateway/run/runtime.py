@@ -12,6 +12,7 @@ from gateway import __version__
 from gateway.crm import Directory
 from gateway.crm.build import build_directory
 from gateway.crm.dataset import Dataset
+from gateway.ledger.writer import LedgerWriter
 from gateway.live.calls import Calls
 from gateway.live.fanout import Fanout, LocalFanout, RedisFanout
 from gateway.live.renewals import Renewals
@@ -20,6 +21,7 @@ from gateway.run.config import ConfigError, Settings
 from gateway.run.metrics import Metrics
 from gateway.run.probes import GcProbe, LagProbe
 from gateway.store.database import Database
+from gateway.store.ledger import Ledger
 from rules.policy import Policy, PolicyError, load_policy
 
 
@@ -80,6 +82,16 @@ class Gateway:
             self.fanout = self.shared = RedisFanout(
                 self.tabs, s.redis_url, prefix=s.redis_prefix, call_ttl=s.call_timeout
             )
+        # The ledger of decided calls (CALLGUARD_LEDGER_DAYS=0: none), written in the background.
+        self.ledger = Ledger(self.database)
+        self.recorder: LedgerWriter | None = None
+        if s.ledger_days > 0:
+            self.recorder = LedgerWriter(
+                self.ledger,
+                capacity=s.ledger_queue,
+                days=s.ledger_days,
+                registry=self.metrics.registry,
+            )
         self.calls = Calls(
             self.directory,
             self.policy,
@@ -90,6 +102,7 @@ class Gateway:
             call_timeout=s.call_timeout,
             peers=self.shared,
             lang=s.lang,
+            ledger=self.recorder,
         )
         if self.shared is not None:
             self.shared.on_clear = self.calls.forget
@@ -107,6 +120,8 @@ class Gateway:
 
     async def start(self) -> None:
         await self.database.open()
+        if self.recorder is not None:
+            self.recorder.start()
         self._sweeper = asyncio.get_running_loop().create_task(
             self.tabs.run_sweeps(self.settings.heartbeat / 8)
         )
@@ -124,6 +139,8 @@ class Gateway:
         self.renewals.close()
         self.tabs.close_all()
         await self.calls.close()
+        if self.recorder is not None:
+            await self.recorder.stop()
         await self.fanout.close()
         if self.owns_directory:
             await self.directory.close()

@@ -15,6 +15,8 @@ the SQLite busy lock and a free connection in the pool.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -75,6 +77,9 @@ class Database:
         self.metrics = DatabaseMetrics(registry)
         self._engine: AsyncEngine | None = None
         self._failure: str | None = None  # the last transaction's error, until one succeeds
+        # An in-memory database is one shared connection: its transactions take turns (the
+        # ledger writer's and a request's would otherwise meet inside one connection).
+        self._turns = asyncio.Lock() if is_memory(url) else None
 
     @property
     def dialect(self) -> str:
@@ -128,8 +133,9 @@ class Database:
         if self._engine is None:
             raise DatabaseError(f"the database {self.shown} is not open")
         started = time.perf_counter()
+        turn = self._turns if self._turns is not None else contextlib.nullcontext()
         try:
-            async with self._engine.connect() as conn:
+            async with turn, self._engine.connect() as conn:
                 if write:
                     await conn.execution_options(callguard_write=True)
                 async with conn.begin():

@@ -22,9 +22,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
+    Date,
     DateTime,
+    Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -71,9 +75,43 @@ def _v2_portal_pin(conn: Connection) -> None:
     ).create(conn)
 
 
+def _v3_call_ledger(conn: Connection) -> None:
+    meta = MetaData()
+    Table(
+        "call_ledger",
+        meta,
+        Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+        Column("time", DateTime(timezone=True), nullable=False),
+        Column("call_id", String(128), nullable=False),
+        Column("caller_id", String(32), nullable=False),
+        Column("direction", String(8), nullable=False),
+        Column("source", String(16), nullable=False),
+        Column("colour", String(64), nullable=False),
+        Column("rule", String(128), nullable=True),
+        Column("entity_type", String(16), nullable=True),
+        Column("entity_id", String(64), nullable=True),
+        Column("entity_title", Text, nullable=True),
+        Column("owner_id", String(32), nullable=True),
+        Column("owner_name", Text, nullable=True),
+        Column("phone_last4", String(4), nullable=False),
+        Column("ended_at", DateTime(timezone=True), nullable=True),
+        Column("latency_ms", Float, nullable=True),
+        Index("call_ledger_call", "caller_id", "call_id", unique=True),
+        Index("call_ledger_time", "time"),
+    )
+    Table(
+        "ledger_digest",
+        meta,
+        Column("day", Date, primary_key=True),
+        Column("claimed_at", DateTime(timezone=True), nullable=False),
+    )
+    meta.create_all(conn)
+
+
 STEPS: tuple[Step, ...] = (
     Step(1, "approved company statuses", _v1_approved_status),
     Step(2, "the portal account sign-ins are pinned to", _v2_portal_pin),
+    Step(3, "the ledger of decided calls and its digest days", _v3_call_ledger),
 )
 LATEST = STEPS[-1].version
 

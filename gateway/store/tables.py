@@ -6,7 +6,19 @@ that the migrated schema has exactly these tables and columns, on SQLite and on 
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
 
@@ -37,4 +49,38 @@ portal_pin = Table(
     Column("member_id", String(64), nullable=False),
     Column("domain", Text, nullable=False),
     Column("pinned_at", DateTime(timezone=True), nullable=False),
+)
+
+# One row per decided call (gateway.ledger): the first paint's time, the latest decision, and
+# what the tabs said later (when it ended, the ring -> applied latency). Never the full number.
+call_ledger = Table(
+    "call_ledger",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("time", DateTime(timezone=True), nullable=False),
+    Column("call_id", String(128), nullable=False),
+    Column("caller_id", String(32), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("colour", String(64), nullable=False),
+    Column("rule", String(128), nullable=True),
+    Column("entity_type", String(16), nullable=True),
+    Column("entity_id", String(64), nullable=True),
+    Column("entity_title", Text, nullable=True),
+    Column("owner_id", String(32), nullable=True),
+    Column("owner_name", Text, nullable=True),
+    Column("phone_last4", String(4), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("latency_ms", Float, nullable=True),
+    Index("call_ledger_call", "caller_id", "call_id", unique=True),
+    Index("call_ledger_time", "time"),
+)
+
+# One row per day whose morning digest a process claimed (gateway.ledger.digest): the day's
+# digest goes out once, however many processes run.
+ledger_digest = Table(
+    "ledger_digest",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
 )

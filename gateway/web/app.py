@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket
 
 import gateway as package
 from gateway.crm import Directory
+from gateway.ledger.wiring import build_access, build_digest
 from gateway.live.socket import tab_endpoint
 from gateway.live.tabs import CLOSE_GOING_AWAY
 from gateway.portal.wiring import build_intake
@@ -28,6 +29,7 @@ from gateway.web.headers import SecurityHeaders
 from gateway.web.http import SnippetFiles, healthz, metrics, portal_events, post_call
 from gateway.web.oauth import build_signin, signin_routes
 from gateway.web.origins import Origins, default_origins
+from gateway.web.report import report_csv, report_page
 from gateway.web.responses import failure
 
 log = logging.getLogger("callguard.web")
@@ -88,14 +90,20 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
     gateway = build_gateway(settings, directory)
     intake, editable = build_intake(gateway)
     signin = build_signin(gateway)
+    access = build_access(gateway, editable)
+    digest = build_digest(gateway, access)  # None: CALLGUARD_DIGEST_AT unset
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
         await intake.start()
+        if digest is not None:
+            digest.start()
         try:
             yield
         finally:
+            if digest is not None:
+                await digest.stop()
             await intake.stop()
             if signin is not None:
                 await signin.close()
@@ -123,6 +131,8 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
         Mount("/static", SnippetFiles(directory=STATIC_DIR, check_dir=False)),
         Route("/bitrix/events", portal_events, methods=["POST"]),
         *signin_routes(signin),
+        Route("/report", report_page, methods=["GET"]),
+        Route("/report.csv", report_csv, methods=["GET"]),
     ]
     if settings.demo:
         routes.extend(demo_routes(STATIC_DIR))
@@ -140,4 +150,6 @@ def create_app(settings: Settings, directory: Directory | None = None) -> Starle
     app.state.intake = intake
     app.state.demo_statuses = editable
     app.state.drain = drain
+    app.state.access = access
+    app.state.digest = digest
     return app

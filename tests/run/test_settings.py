@@ -103,6 +103,12 @@ def test_missing_secret_stops_start_up_unless_insecure_dev() -> None:
         ({**SECRET, "CALLGUARD_LOG_LEVEL": "loud"}, r"^CALLGUARD_LOG_LEVEL: must be"),
         ({**SECRET, "CALLGUARD_RATE_RESERVE": "-1"}, r"^CALLGUARD_RATE_RESERVE: must be"),
         ({**SECRET, "CALLGUARD_USER_RATE_SHARE": "2"}, r"^CALLGUARD_USER_RATE_SHARE: must be"),
+        ({**SECRET, "CALLGUARD_TZ": "Mars/Olympus"}, r"^CALLGUARD_TZ: must be a time zone"),
+        ({**SECRET, "CALLGUARD_DIGEST_AT": "8:00"}, r"^CALLGUARD_DIGEST_AT: must be a time"),
+        ({**SECRET, "CALLGUARD_DIGEST_AT": "24:00"}, r"^CALLGUARD_DIGEST_AT: must be a time"),
+        ({**SECRET, "CALLGUARD_LEDGER_DAYS": "-1"}, r"^CALLGUARD_LEDGER_DAYS: must be a whole"),
+        ({**SECRET, "CALLGUARD_LEDGER_QUEUE": "5"}, r"^CALLGUARD_LEDGER_QUEUE: must be a whole"),
+        ({**SECRET, "CALLGUARD_REPORT_ROWS": "lots"}, r"^CALLGUARD_REPORT_ROWS: must be a whole"),
     ],
 )
 def test_invalid_values_name_the_variable(env: dict[str, str], message: str) -> None:
@@ -152,3 +158,23 @@ def test_log_format_and_allowed_origins() -> None:
     assert s.log_format == "json"
     assert s.allowed_origins == ("https://portal.example", "http://127.0.0.1:8000")
     assert Settings.from_env(SECRET).allowed_origins is None  # the default: see origins.py
+
+
+def test_ledger_and_digest_settings() -> None:
+    defaults = Settings.from_env(SECRET)
+    assert (defaults.ledger_days, defaults.tz, defaults.digest_at) == (365, "Europe/Moscow", None)
+    env = {
+        **SECRET,
+        "CALLGUARD_LEDGER_DAYS": "0",
+        "CALLGUARD_TZ": "Asia/Yekaterinburg",
+        "CALLGUARD_DIGEST_AT": "08:30",
+        "CALLGUARD_LEDGER_QUEUE": "500",
+        "CALLGUARD_REPORT_ROWS": "1000",
+    }
+    settings = Settings.from_env(env)
+    assert (settings.ledger_days, settings.tz, settings.digest_at) == (
+        0,
+        "Asia/Yekaterinburg",
+        "08:30",
+    )
+    assert (settings.ledger_queue, settings.report_rows) == (500, 1000)

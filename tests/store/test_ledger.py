@@ -1,0 +1,109 @@
+"""The ledger repository on a real SQLite file and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from gateway.store.database import Database
+from gateway.store.ledger import CallMark, Ledger, LedgerRow, TooManyRows
+
+T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
+
+
+def row(call_id: str, caller: str = "7", at: datetime = T0, colour: str = "red") -> LedgerRow:
+    return LedgerRow(
+        time=at,
+        call_id=call_id,
+        caller_id=caller,
+        direction="out",
+        source="ws",
+        colour=colour,
+        rule="other_manager_active" if colour == "red" else None,
+        entity_type="company",
+        entity_id="10",
+        entity_title="ООО «Ромашка»",
+        owner_id="6",
+        owner_name="Анна Смирнова",
+        phone_last4="4567",
+    )
+
+
+@pytest.fixture
+async def ledger(database_url: str) -> AsyncIterator[Ledger]:
+    db = Database(database_url)
+    await db.open()
+    try:
+        yield Ledger(db)
+    finally:
+        await db.close()
+
+
+async def test_rows_round_trip_with_marks(ledger: Ledger) -> None:
+    await ledger.write([row("c1"), row("c2", caller="8", colour="green")])
+    ended = T0 + timedelta(minutes=3)
+    await ledger.write(
+        [], [CallMark("7", "c1", ended_at=ended), CallMark("7", "c1", latency_ms=120.5)]
+    )
+    await ledger.write([], [CallMark("7", "c1", latency_ms=999.0)])  # a repaint: kept first
+    found = await ledger.rows(T0, T0 + timedelta(days=1))
+    assert [(r.call_id, r.colour) for r in found] == [("c1", "red"), ("c2", "green")]
+    first = found[0]
+    assert first.time == T0
+    assert first.ended_at == ended
+    assert first.latency_ms == 120.5
+    assert first.entity_title == "ООО «Ромашка»"
+    assert first.phone_last4 == "4567"
+
+
+async def test_a_later_decision_updates_the_row_and_keeps_its_time(ledger: Ledger) -> None:
+    await ledger.write([row("c1", colour="none")])
+    await ledger.write([row("c1", at=T0 + timedelta(seconds=5), colour="red")])
+    (only,) = await ledger.rows(T0, T0 + timedelta(days=1))
+    assert (only.colour, only.time, only.rule) == ("red", T0, "other_manager_active")
+
+
+async def test_rows_filter_by_range_colour_and_callers(ledger: Ledger) -> None:
+    await ledger.write(
+        [
+            row("a", "7", T0 - timedelta(seconds=1)),
+            row("b", "7", T0),
+            row("c", "8", T0 + timedelta(hours=1)),
+            row("d", "9", T0 + timedelta(hours=2), colour="green"),
+            row("e", "7", T0 + timedelta(days=1)),
+        ]
+    )
+    end = T0 + timedelta(days=1)
+    assert [r.call_id for r in await ledger.rows(T0, end)] == ["b", "c", "d"]
+    assert [r.call_id for r in await ledger.rows(T0, end, colour="red")] == ["b", "c"]
+    assert [r.call_id for r in await ledger.rows(T0, end, callers={"8", "9"})] == ["c", "d"]
+    assert await ledger.rows(T0, end, callers=set()) == []
+    with pytest.raises(TooManyRows):
+        await ledger.rows(T0, end, limit=2)
+
+
+async def test_purge_deletes_older_rows_in_batches(ledger: Ledger) -> None:
+    await ledger.write([row(f"old{i}", at=T0 - timedelta(days=400, minutes=i)) for i in range(7)])
+    await ledger.write([row("new", at=T0)])
+    assert await ledger.purge(T0 - timedelta(days=365), batch=3) == 7
+    assert [r.call_id for r in await ledger.rows(T0 - timedelta(days=999), T0 + timedelta(1))] == [
+        "new"
+    ]
+    assert await ledger.count() == 1
+
+
+async def test_a_digest_day_is_claimed_once(database_url: str) -> None:
+    dbs = [Database(database_url) for _ in range(3)]
+    for db in dbs:
+        await db.open()
+    try:
+        day = date(2026, 3, 10)
+        claims = await asyncio.gather(*(Ledger(db).claim_day(day) for db in dbs))
+        assert sorted(claims) == [False, False, True]
+        assert await Ledger(dbs[0]).claim_day(day + timedelta(days=1))
+    finally:
+        for db in dbs:
+            await db.close()
