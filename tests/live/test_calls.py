@@ -75,7 +75,7 @@ async def test_a_call_is_decided_and_painted_for_the_caller() -> None:
 
 
 async def test_the_same_call_reported_again_keeps_its_paint() -> None:
-    calls, _ = make_calls()
+    calls, fanout = make_calls()
     first = await calls.start_call(RED_CALLER, "c1", RED_PHONE)
     again = await calls.start_call(RED_CALLER, "c1", "8 495 123-45-67", only_if_unpainted=True)
     assert again is first
