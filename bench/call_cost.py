@@ -169,6 +169,8 @@ async def measure(calls: int) -> list[str]:
         stage["normalise"] = cpu_us(calls, lambda i: gateway.calls.normalize(phones[i % n]))
         stage["lookup"] = await acpu_us(calls, lambda i: gateway.directory.lookup(keys[i % n]))
         stage["decide"] = cpu_us(calls, lambda i: decide(findings[i % n], USER, gateway.policy))
+        # What a call pays: the decision remembered per (findings, caller) (Calls._decided).
+        stage["remembered"] = cpu_us(calls, lambda i: gateway.calls._decided(findings[i % n], USER))
         stage["encode"] = cpu_us(calls, lambda i: wire.paint(f"c{i}", 1, decisions[i % n]))
 
         async def deliver(i: int) -> None:
@@ -220,7 +222,7 @@ async def measure(calls: int) -> list[str]:
     bare_tabs: dict[str, Tab] = {}
     from gateway.live.tabs import Tabs
 
-    registry = Tabs(capacity=16, stuck_after=5.0)
+    registry = Tabs(stuck_after=5.0)
     bare_tab = registry.open(USER, NullSocket())
     bare_tabs[USER] = bare_tab
     bare = bare_app(bare_tabs)
@@ -237,7 +239,7 @@ async def measure(calls: int) -> list[str]:
     )
     for name, us in stage.items():
         out.append(f"  {name:<10} {us:8.1f}")
-    staged = sum(v for k, v in stage.items() if k != "intake ws")
+    staged = sum(v for k, v in stage.items() if k not in ("intake ws", "decide"))
     out.append(f"  {'sum (ws)':<10} {staged + stage['intake ws']:8.1f}   (stages alone)")
     ws = whole["ws"] - end_us
     http = whole["http"] - end_us

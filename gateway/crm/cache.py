@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from functools import partial
 from typing import Any
@@ -59,11 +60,21 @@ class CachedDirectory:
         self.index: EntityIndex = (
             RedisIndex(redis, self.cache.namespace or "") if redis is not None else MemoryIndex()
         )
+        # In-process backend only: the decoded findings of the numbers this process stored, so a
+        # warm call costs a dict read, not aiocache's get (~40 us), a JSON decode (~17 us) and a
+        # single-flight task (~70 us). A shared (Redis) backend keeps no such copy: another
+        # process may invalidate an entry, and only Redis would know.
+        self._near: dict[str, tuple[float, Findings]] | None = {} if redis is None else None
         self._inflight: dict[str, asyncio.Task[Findings]] = {}
         self._lanes: dict[asyncio.Task[Findings], Lane | None] = {}  # each lookup's budget lane
         self._recent: OrderedDict[str, None] = OrderedDict()  # numbers this process cached, LRU
 
     async def lookup(self, phone: str) -> Findings:
+        if self._near is not None and (near := self._near.get(phone)) is not None:
+            if near[0] > time.monotonic():
+                m.cache_hits.inc()
+                return near[1]
+            del self._near[phone]
         task = self._inflight.get(phone)
         if task is not None:
             m.coalesced.inc()
@@ -149,10 +160,17 @@ class CachedDirectory:
         if overtaken or self._inflight.get(phone) is not asyncio.current_task():
             await self._delete(_key(phone))  # a change overtook this lookup: not its colour
             return
+        if self._near is not None:
+            self._near[phone] = (time.monotonic() + ttl, findings)
         self._touch(phone)
         while len(self._recent) > self.max_size:
             oldest, _ = self._recent.popitem(last=False)
+            self._forget_near(oldest)
             await self._delete(_key(oldest))
+
+    def _forget_near(self, phone: str) -> None:
+        if self._near is not None:
+            self._near.pop(phone, None)
 
     def _touch(self, phone: str) -> None:
         self._recent[phone] = None
@@ -200,6 +218,7 @@ class CachedDirectory:
         """Forget ``phone`` (an E.164 key): the next lookup asks the source."""
         self._inflight.pop(phone, None)
         self._recent.pop(phone, None)
+        self._forget_near(phone)
         await self._mark([("phone", phone)])
         await self._delete(_key(phone))
 
@@ -225,6 +244,7 @@ class CachedDirectory:
             phones = set()
         for phone in phones:
             self._recent.pop(phone, None)
+            self._forget_near(phone)
             await self._delete(_key(phone))
         return phones
 
@@ -235,6 +255,8 @@ class CachedDirectory:
     async def clear(self) -> None:
         self._inflight.clear()
         self._recent.clear()
+        if self._near is not None:
+            self._near.clear()
         await self.index.mark([])  # every lookup in flight is overtaken
         await self.index.clear()
         await self.cache.clear()

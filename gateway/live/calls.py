@@ -33,7 +33,7 @@ from gateway.crm.budget import background, for_user
 from gateway.live import wire
 from gateway.run.metrics import Metrics
 from rules.decide import decide, none_decision
-from rules.model import Decision
+from rules.model import Decision, Findings
 from rules.phones import normalize
 from rules.policy import NONE, Policy
 
@@ -48,6 +48,7 @@ FAILED_REASON = "CRM недоступна, цвет не определён"
 FAILED_REASON_EN = "The CRM is unavailable: no colour"
 MAX_CALLS_PER_USER = 8
 NORMALISED = 8192  # phone spellings whose keys are remembered
+DECISIONS = 8192  # (findings, caller) pairs whose decisions are remembered
 SOURCES = ("ws", "api", "portal")
 
 
@@ -133,6 +134,7 @@ class Calls:
         self._received = {s: metrics.calls.labels(s) for s in SOURCES}
         self._outcomes = {o: metrics.lookups.labels(o) for o in ("ok", "late", "error")}
         self._painted = {c: metrics.decisions.labels(c) for c in (*policy.colours, NONE)}
+        self._decisions: dict[tuple[int, str], tuple[Findings, Decision]] = {}
 
     # -- entry points (tabs, POST /api/calls, portal webhooks) -------------------------------
 
@@ -332,7 +334,22 @@ class Calls:
         finally:
             self.metrics.lookup_seconds.observe(time.perf_counter() - started)
         self._outcomes["ok"].inc()
-        return decide(findings, event.user_id, self.policy)
+        return self._decided(findings, event.user_id)
+
+    def _decided(self, findings: Findings, caller: str) -> Decision:
+        """``decide``, remembered per (findings, caller): a warm lookup returns the same Findings
+        object until the number changes, and the rules and their reason texts (~10 us a call)
+        give the same answer for the same caller. The entry keeps the findings alive, so their
+        id is not reused while remembered."""
+        key = (id(findings), caller)
+        known = self._decisions.get(key)
+        if known is not None and known[0] is findings:
+            return known[1]
+        decision = decide(findings, caller, self.policy)
+        if len(self._decisions) >= DECISIONS:
+            self._decisions.clear()  # a bound, not an LRU: refilling costs one decide a call
+        self._decisions[key] = (findings, decision)
+        return decision
 
     async def _prewarm(self, key: str) -> None:
         # Background lane: a pre-warm never takes the portal budget's last places from a live

@@ -221,3 +221,21 @@ async def test_applied_latency_is_recorded() -> None:
     text = calls.metrics.render().decode()
     assert "callguard_ring_to_applied_seconds_count 1.0" in text
     await calls.close()
+
+
+async def test_a_warm_number_is_decided_once_per_caller_until_it_changes() -> None:
+    calls, _ = make_calls()
+    first = await calls.start_call(RED_CALLER, "c1", RED_PHONE)
+    again = await calls.start_call(RED_CALLER, "c2", RED_PHONE)
+    owner = await calls.start_call(OWNER, "c3", RED_PHONE)
+    assert first is not None
+    assert again is not None
+    assert owner is not None
+    assert again.decision is first.decision  # remembered: the same findings, the same caller
+    assert owner.decision.colour != first.decision.colour  # another caller is decided anew
+    await calls.directory.changed("company", "10", False)  # type: ignore[attr-defined]
+    fresh = await calls.start_call(RED_CALLER, "c4", RED_PHONE)
+    assert fresh is not None
+    assert fresh.decision is not first.decision  # new findings after the change
+    assert fresh.decision == first.decision
+    await calls.close()
