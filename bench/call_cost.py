@@ -143,8 +143,10 @@ def bare_app(tabs: dict[str, Tab]) -> Any:
     return app
 
 
-async def measure(calls: int) -> list[str]:
-    settings = Settings(secret=SECRET, api_key=API_KEY, host="127.0.0.1", port=0)
+async def measure(calls: int, ledger_days: int = 365) -> list[str]:
+    settings = Settings(
+        secret=SECRET, api_key=API_KEY, host="127.0.0.1", port=0, ledger_days=ledger_days
+    )
     app = create_app(settings)
     gateway = app.state.gateway
     out: list[str] = []
@@ -255,6 +257,9 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=20_000)
     args = parser.parse_args()
     print("\n".join(asyncio.run(measure(args.calls))))
+    # The ledger records every decided call (issue 12): the same run without it, for the cost.
+    print("== the same, with the ledger off (CALLGUARD_LEDGER_DAYS=0)")
+    print("\n".join(line for line in asyncio.run(measure(args.calls, 0)) if "whole" in line))
     return 0
 
 

@@ -111,6 +111,7 @@ async def _child(tune_gc: bool, deflate: bool, heartbeat: float, bare: bool) -> 
         heartbeat=heartbeat,
         # A few load-test tabs may stand for many managers: the per-tab call rate is not measured.
         tab_call_rate=1000.0,
+        ledger_days=int(os.environ.get("CALLGUARD_LEDGER_DAYS", "365")),  # 0: the ledger off
     )
     app = bare_app() if bare else create_app(settings)
     probed = app.state.bare if bare else app.state.gateway  # both have tabs, lag and gc
