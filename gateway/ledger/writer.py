@@ -11,6 +11,7 @@ keeps the last 4 digits only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -26,6 +27,10 @@ from gateway.store.ledger import CallMark, Ledger, LedgerRow
 log = logging.getLogger("callguard.ledger")
 
 BATCH = 500  # rows per insert
+# Calls arriving within this long share one transaction: written one by one, each call's row and
+# marks cost the loop a transaction of their own (measured: p99 call->paint 2.3x the ledger-off
+# figure at 300 calls/s). A flush does not wait.
+GATHER = 0.25
 PURGE_EVERY = 3600.0  # seconds between retention runs
 
 _Item = tuple[Paint, float] | CallMark | asyncio.Future[None]
@@ -93,6 +98,7 @@ class LedgerWriter:
         self.metrics.queued.set_function(lambda: len(self._queue))
         self._queue: deque[_Item] = deque()
         self._wake = asyncio.Event()
+        self._hurry = asyncio.Event()  # a flush waits: write now
         self._tasks: list[asyncio.Task[None]] = []
         self._failing = False
 
@@ -128,6 +134,7 @@ class LedgerWriter:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(done)
         self._wake.set()
+        self._hurry.set()
         await done
 
     async def stop(self) -> None:
@@ -150,6 +157,10 @@ class LedgerWriter:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if len(self._queue) < BATCH and not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._hurry.wait(), GATHER)
+            self._hurry.clear()
             while self._queue:
                 await self._write_batch()
 

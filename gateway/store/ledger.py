@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.store.database import Database
@@ -82,17 +82,33 @@ class Ledger:
                     set_={name: insert.excluded[name] for name in DECISION},
                 )
                 await conn.execute(upsert, [_values(r) for r in rows])
-            for mark in marks:
-                where = and_(table.c.caller_id == mark.caller_id, table.c.call_id == mark.call_id)
-                if mark.ended_at is not None:
-                    await conn.execute(update(table).where(where).values(ended_at=mark.ended_at))
-                if mark.latency_ms is not None:
-                    # The first applied paint is the ring -> applied latency; later ones repaint.
-                    await conn.execute(
-                        update(table)
-                        .where(where, table.c.latency_ms.is_(None))
-                        .values(latency_ms=mark.latency_ms)
-                    )
+            # One statement per kind of mark, executed for all of them (executemany): a
+            # statement per mark cost the loop a round trip each.
+            where = and_(
+                table.c.caller_id == bindparam("m_caller"), table.c.call_id == bindparam("m_call")
+            )
+            ended = [
+                {"m_caller": m.caller_id, "m_call": m.call_id, "m_ended": m.ended_at}
+                for m in marks
+                if m.ended_at is not None
+            ]
+            if ended:
+                await conn.execute(
+                    update(table).where(where).values(ended_at=bindparam("m_ended")), ended
+                )
+            applied = [
+                {"m_caller": m.caller_id, "m_call": m.call_id, "m_latency": m.latency_ms}
+                for m in marks
+                if m.latency_ms is not None
+            ]
+            if applied:
+                # The first applied paint is the ring -> applied latency; later ones repaint.
+                await conn.execute(
+                    update(table)
+                    .where(where, table.c.latency_ms.is_(None))
+                    .values(latency_ms=bindparam("m_latency")),
+                    applied,
+                )
 
     async def rows(
         self,
