@@ -55,7 +55,9 @@ async def test_open_migrates_to_the_tables_this_version_uses(database_url: str) 
 
 
 async def test_processes_starting_together_migrate_once(database_url: str) -> None:
-    dbs = [Database(database_url) for _ in range(3)]
+    # The busy timeout is how long each waits for the others' migration: generous, as a hang
+    # guard (a loaded machine once kept SQLite's lock past the 5 s default).
+    dbs = [Database(database_url, timeout=timeout(2)) for _ in range(3)]
     try:
         async with asyncio.timeout(timeout(2)):
             applied = await asyncio.gather(*(db.open() for db in dbs))
