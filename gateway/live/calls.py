@@ -152,7 +152,18 @@ class Calls:
         lang: str | None = None,
     ) -> CallEvent:
         """A call as it enters: its phone normalised (raises :class:`rules.InvalidPhone`)."""
-        key = self.normalize(phone)
+        return self.keyed(user_id, call_id, self.normalize(phone), direction, source, lang)
+
+    def keyed(
+        self,
+        user_id: str,
+        call_id: str,
+        key: str,
+        direction: wire.Direction = "in",
+        source: str = "api",
+        lang: str | None = None,
+    ) -> CallEvent:
+        """A call whose phone is already an E.164 key (the portal's CallInit normalised it)."""
         return CallEvent(
             user_id, call_id, key, direction, source, time.perf_counter(), lang or self.lang
         )

@@ -271,8 +271,6 @@ class Tabs:
         self.clock = clock
         self._by_user: dict[str, dict[Tab, None]] = {}
         self._count = 0
-        self.opened = 0  # tabs ever opened / removed (the GC policy watches the churn)
-        self.closed = 0
         self._changed = asyncio.Event()
         self.on_close: Callable[[int], None] | None = None  # metrics hook: close code
 
@@ -281,7 +279,6 @@ class Tabs:
         tab = Tab(self, user_id, socket)
         self._by_user.setdefault(user_id, {})[tab] = None
         self._count += 1
-        self.opened += 1
         self._signal()
         return tab
 
@@ -293,7 +290,6 @@ class Tabs:
         if not tabs:
             del self._by_user[tab.user_id]
         self._count -= 1
-        self.closed += 1
         self._signal()
 
     def closed_with(self, code: int) -> None:

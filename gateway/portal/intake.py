@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.crm import DirectoryError
-from gateway.live.calls import CallEvent, Calls
+from gateway.live.calls import Calls
 from gateway.live.wire import Direction
 from gateway.portal import events
 from gateway.portal.events import CallEnd, CallInit, CallStart, CrmChange, PortalEvent, Unknown
@@ -254,9 +253,7 @@ class EventIntake:
         assert ring.phone is not None
         direction: Direction = "out" if ring.direction == "out" else "in"
         # ring.phone is the key CallInit normalised: the call is not normalised again.
-        event = CallEvent(
-            user_id, call_id, ring.phone, direction, "portal", time.perf_counter(), self.calls.lang
-        )
+        event = self.calls.keyed(user_id, call_id, ring.phone, direction, "portal")
         task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
             self.calls.begin(event, only_if_unpainted=True)
         )

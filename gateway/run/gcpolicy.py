@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import resource
 
 log = logging.getLogger("callguard.gc")
 
@@ -37,10 +36,6 @@ def freeze_survivors() -> None:
     """Collect the young generations and freeze what survived: old stays empty, nothing to walk."""
     gc.collect(1)
     gc.freeze()
-
-
-def peak_rss_kb() -> int:
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 class GcPolicy:
