@@ -71,6 +71,21 @@ class Metrics:
             ["path"],
             registry=r,
         )
+        # Connection limits (gateway/run/connections.py, docs/operations.md "Limits").
+        self.connections = Gauge(
+            "callguard_connections", "Open connections: HTTP and websocket", registry=r
+        )
+        self.connections_refused = Counter(
+            "callguard_connections_refused",
+            "Connections and tabs refused or closed for crossing a limit, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.connections_idle_closed = Counter(
+            "callguard_connections_idle_closed",
+            "Keep-alive connections closed after CALLGUARD_KEEP_ALIVE seconds without a request",
+            registry=r,
+        )
         self.loop_stall = Histogram(
             "callguard_loop_stall_seconds",
             "How late the event loop ran a probe that asked to wake up on time",
