@@ -64,6 +64,13 @@ class Settings:
     user_rate_share: float = 0.5
     tab_queue_bytes: int = 256 * 1024
     tab_call_rate: float = 10.0
+    # Connection limits (gateway/run/connections.py); None: the open-files limit less a reserve.
+    max_connections: int | None = None
+    max_tabs_per_user: int = 30
+    header_timeout: float = 10.0
+    keep_alive: int = 5
+    max_url: int = 8000
+    max_headers: int = 16 * 1024
     shutdown_drain: float = 5.0
     heartbeat: float = 20.0
     max_frame: int = 4096
@@ -304,6 +311,13 @@ class _Reader:
             user_rate_share=self.number("USER_RATE_SHARE", 0.5, 0.01, 1.0),
             tab_queue_bytes=self.integer("TAB_QUEUE_BYTES", 256 * 1024, 16 * 1024, 64 * 1024**2),
             tab_call_rate=self.number("TAB_CALL_RATE", 10.0, 1.0, 1000.0),
+            max_connections=self.integer("MAX_CONNECTIONS", 0, 0, 1_000_000) or None,
+            max_tabs_per_user=self.integer("MAX_TABS_PER_USER", 30, 1, 10_000),
+            header_timeout=self.number("HEADER_TIMEOUT", 10.0, 0.1, 300.0),
+            keep_alive=self.integer("KEEP_ALIVE", 5, 1, 3600),
+            # A /ws request line of more than 8192 bytes is one websockets cannot read.
+            max_url=self.integer("MAX_URL", 8000, 256, 8000),
+            max_headers=self.integer("MAX_HEADERS", 16 * 1024, 1024, 1024 * 1024),
             shutdown_drain=self.number("SHUTDOWN_DRAIN", 5.0, 0.0, 60.0),
             heartbeat=self.number("HEARTBEAT", 20.0, 0.05, 3600.0),
             max_frame=self.integer("MAX_FRAME", 4096, 256, 1_048_576),

@@ -20,6 +20,7 @@ from gateway.live.tabs import Tabs
 from gateway.run.config import ConfigError, Settings
 from gateway.run.metrics import Metrics
 from gateway.run.probes import GcProbe, LagProbe
+from gateway.run.refusals import Refusals
 from gateway.store.database import Database
 from gateway.store.ledger import Ledger
 from rules.policy import Policy, PolicyError, load_policy
@@ -69,9 +70,13 @@ class Gateway:
         # eight times per heartbeat, so such a tab is closed (1013) before the websocket ping,
         # which the stopped peer cannot answer either, gives up on it (1011).
         self.tabs = Tabs(
-            queue_bytes=s.tab_queue_bytes, stuck_after=s.heartbeat / 4, call_rate=s.tab_call_rate
+            queue_bytes=s.tab_queue_bytes,
+            stuck_after=s.heartbeat / 4,
+            call_rate=s.tab_call_rate,
         )
         self.tabs.on_close = lambda code: self.metrics.tab_closes.labels(str(code)).inc()
+        # Refused connections (the server's limits): counted, logged once a minute per reason.
+        self.refusals = Refusals(self.metrics)
         self.renewals = Renewals(s.secret)
         self.renewals.on_renew = self.metrics.token_renewals.inc
         # CALLGUARD_REDIS_URL: paints cross processes through Redis; unset: this process only.
@@ -138,6 +143,7 @@ class Gateway:
             await asyncio.gather(self._sweeper, return_exceptions=True)
         self.renewals.close()
         self.tabs.close_all()
+        self.refusals.close()
         await self.calls.close()
         if self.recorder is not None:
             await self.recorder.stop()

@@ -6,6 +6,9 @@ legacy one, which warns on import and which uvicorn will point at the sans-I/O o
 deflate is off (payloads are ~200 bytes; measured, deflate costs ~37 kB more per idle tab).
 Websocket pings every ``settings.heartbeat`` drop dead peers; proxy headers are on for PaaS
 routers. Once started, :class:`gateway.run.gcpolicy.GcPolicy` keeps full collections short.
+The protocols (:mod:`gateway.run.protocols`) enforce the connection limits of
+:mod:`gateway.run.connections`: a cap on open connections, a deadline and size bounds for a
+request's head, a bound on the output a websocket peer leaves unread.
 
 Shutdown (SIGTERM, SIGINT) is graceful (:class:`GatewayServer`): stop listening, let the app drain
 (``app.state.drain``: the portal's queued events, then every tab closed with 1001 so the snippet
@@ -25,50 +28,18 @@ from typing import Any
 import uvicorn
 import uvloop
 from starlette.applications import Starlette
-from uvicorn._types import ASGISendEvent
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from gateway.run.config import Settings
+from gateway.run.connections import ConnectionLimits, GatewayConfig, Guard
 from gateway.run.gcpolicy import GcPolicy
+from gateway.run.metrics import Metrics
+from gateway.run.protocols import TabHttpProtocol, TabSocketProtocol
+from gateway.run.refusals import Refusals
 
 log = logging.getLogger("callguard.server")
 
 WS_MAX_SIZE = 64 * 1024  # beyond settings.max_frame a frame gets an error; beyond this, 1009
 TAB_CLOSE_WAIT = 1.0  # seconds for the tabs to answer our 1001 before uvicorn drops them
-
-
-class TabSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O websockets protocol, minus the handshake request and response it would
-    keep for the connection's whole life (~1 kB per tab; a tab lives for hours)."""
-
-    async def send(self, message: ASGISendEvent) -> None:
-        await super().send(message)
-        if message["type"] == "websocket.accept":
-            self.request = self.response = None  # type: ignore[assignment]
-        elif message["type"] == "websocket.http.response.body" and not message.get("more_body"):
-            # A refused handshake (403, gateway/web/origins.py) is complete once its body is out;
-            # uvicorn would otherwise log an ERROR "returned without completing handshake".
-            self.handshake_complete = True
-
-
-class TabHttpProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP protocol, which lets go of itself once a connection becomes a websocket.
-
-    After the upgrade the HTTP protocol object is done, but it sits in reference cycles (its
-    parser calls back into it, its flow control holds the transport). A cycle is reclaimed only
-    by the cyclic GC; the GC policy freezes what lived through one of its ticks, so the cycle of
-    every tab whose handshake spanned a tick stayed frozen for good (measured: 17 objects, ~3 kB
-    per tab opened), which a full collection then had to reclaim by stopping the loop for
-    hundreds of milliseconds. Breaking the cycles here lets reference counting free it at once."""
-
-    def handle_websocket_upgrade(self) -> None:
-        super().handle_websocket_upgrade()
-        self.parser = self.flow = self.transport = None  # type: ignore[assignment]
-        self.cycle = self.scope = None  # type: ignore[assignment]
-        if self.timeout_keep_alive_task is not None:
-            self.timeout_keep_alive_task.cancel()
-            self.timeout_keep_alive_task = None
 
 
 class GatewayServer(uvicorn.Server):
@@ -111,7 +82,10 @@ def uvicorn_config(
     per_message_deflate: bool = False,
     log_config: dict[str, Any] | None = uvicorn.config.LOGGING_CONFIG,
 ) -> uvicorn.Config:
-    return uvicorn.Config(
+    """uvicorn's configuration for ``app``; raises ConfigError when the connection limits do
+    not fit in the open-files limit (see :mod:`gateway.run.connections`)."""
+    limits = ConnectionLimits.from_settings(settings)
+    config = GatewayConfig(
         app,
         host=settings.host,
         port=settings.port,
@@ -128,8 +102,13 @@ def uvicorn_config(
         log_level=settings.log_level,
         log_config=log_config,
         backlog=4096,
+        timeout_keep_alive=settings.keep_alive,
         timeout_graceful_shutdown=5,
     )
+    gateway = getattr(app.state, "gateway", None)  # the bare push server has none
+    refusals = gateway.refusals if gateway is not None else Refusals(Metrics())
+    config.guard = Guard(limits, refusals)
+    return config
 
 
 async def serve(

@@ -54,6 +54,36 @@ def test_missing_secret_stops_start_up_unless_insecure_dev() -> None:
     assert Settings.from_env({}, insecure_dev=True).secret != dev.secret
 
 
+def test_connection_limits() -> None:
+    s = Settings.from_env(SECRET)
+    assert (s.max_connections, s.max_tabs_per_user, s.header_timeout) == (None, 30, 10.0)
+    assert (s.keep_alive, s.max_url, s.max_headers) == (5, 8000, 16384)
+    s = Settings.from_env(
+        {
+            **SECRET,
+            "CALLGUARD_MAX_CONNECTIONS": "5000",
+            "CALLGUARD_MAX_TABS_PER_USER": "3",
+            "CALLGUARD_HEADER_TIMEOUT": "2.5",
+            "CALLGUARD_KEEP_ALIVE": "30",
+            "CALLGUARD_MAX_URL": "4096",
+            "CALLGUARD_MAX_HEADERS": "8192",
+        }
+    )
+    assert (s.max_connections, s.max_tabs_per_user, s.header_timeout) == (5000, 3, 2.5)
+    assert (s.keep_alive, s.max_url, s.max_headers) == (30, 4096, 8192)
+    assert Settings.from_env({**SECRET, "CALLGUARD_MAX_CONNECTIONS": "0"}).max_connections is None
+    for name, value, message in [
+        ("MAX_CONNECTIONS", "-1", "must be a whole number from 0 to 1000000"),
+        ("MAX_TABS_PER_USER", "0", "must be a whole number from 1 to 10000"),
+        ("HEADER_TIMEOUT", "0", "must be between 0.1 and 300"),
+        ("KEEP_ALIVE", "0.5", "must be a whole number from 1 to 3600"),
+        ("MAX_URL", "9000", "must be a whole number from 256 to 8000"),
+        ("MAX_HEADERS", "100", "must be a whole number from 1024 to 1048576"),
+    ]:
+        with pytest.raises(ConfigError, match=f"^CALLGUARD_{name}: {message}"):
+            Settings.from_env({**SECRET, f"CALLGUARD_{name}": value})
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
