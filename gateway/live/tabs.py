@@ -7,7 +7,8 @@ servers bound a subscriber's buffer: a burst of many calls fits, only a tab that
 fills it. A tab whose queue overflows, or whose send has been blocked for longer than
 ``stuck_after`` (the heartbeat sweep checks), is closed with 1013 and leaves the registry at once,
 so it never delays the others. Dead peers are dropped by the server's websocket pings
-(``settings.heartbeat``).
+(``settings.heartbeat``). A user has at most ``CALLGUARD_MAX_TABS_PER_USER`` tabs in a process:
+one more closes the user's oldest with 1008 "too many tabs".
 
 :class:`Outbox`, :class:`Conduct` and :class:`gateway.live.bucket.TokenBucket` (a tab's ``call``
 frames per second) are pure state machines (no sockets, no clock of their own); :class:`Tab`
@@ -37,6 +38,8 @@ MAX_PAINTED = 64
 
 DEFAULT_QUEUE_BYTES = 256 * 1024  # CALLGUARD_TAB_QUEUE_BYTES
 DEFAULT_CALL_RATE = 10.0  # CALLGUARD_TAB_CALL_RATE: ``call`` frames per second per tab
+DEFAULT_MAX_PER_USER = 30  # CALLGUARD_MAX_TABS_PER_USER, in this process
+TOO_MANY_TABS = "too many tabs"
 
 
 class Socket(Protocol):
@@ -264,8 +267,10 @@ class Tabs:
         stuck_after: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
         call_rate: float = DEFAULT_CALL_RATE,
+        max_per_user: int = DEFAULT_MAX_PER_USER,
     ) -> None:
         self.queue_bytes = queue_bytes
+        self.max_per_user = max_per_user
         self.call_rate = call_rate
         self.stuck_after = stuck_after
         self.clock = clock
@@ -273,9 +278,18 @@ class Tabs:
         self._count = 0
         self._changed = asyncio.Event()
         self.on_close: Callable[[int], None] | None = None  # metrics hook: close code
+        self.on_evict: Callable[[str], None] | None = None  # a user's oldest tab was closed
 
     def open(self, user_id: str, socket: Socket) -> Tab:
-        """A new tab for ``user_id``, registered before anything is sent to it."""
+        """A new tab for ``user_id``, registered before anything is sent to it. A user at
+        ``max_per_user`` tabs loses the oldest (1008 "too many tabs"): the newest is the one
+        the user is looking at, and a page left open somewhere is the likelier to be stale."""
+        while len(held := self._by_user.get(user_id, {})) >= self.max_per_user:
+            oldest = next(iter(held))  # insertion order: the oldest open tab first
+            log.debug("user %s opened tab %d: closing the oldest", user_id, len(held) + 1)
+            oldest.close(CLOSE_ABUSE, TOO_MANY_TABS)
+            if self.on_evict is not None:
+                self.on_evict(user_id)
         tab = Tab(self, user_id, socket)
         self._by_user.setdefault(user_id, {})[tab] = None
         self._count += 1

@@ -73,10 +73,13 @@ class Gateway:
             queue_bytes=s.tab_queue_bytes,
             stuck_after=s.heartbeat / 4,
             call_rate=s.tab_call_rate,
+            max_per_user=s.max_tabs_per_user,
         )
         self.tabs.on_close = lambda code: self.metrics.tab_closes.labels(str(code)).inc()
-        # Refused connections (the server's limits): counted, logged once a minute per reason.
+        # Refused connections (the server's limits) and tabs (too many of one user): counted,
+        # and logged at most once a minute per reason.
         self.refusals = Refusals(self.metrics)
+        self.tabs.on_evict = lambda user: self.refusals.refuse("too_many_tabs", f"user {user}")
         self.renewals = Renewals(s.secret)
         self.renewals.on_renew = self.metrics.token_renewals.inc
         # CALLGUARD_REDIS_URL: paints cross processes through Redis; unset: this process only.

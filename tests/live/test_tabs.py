@@ -6,7 +6,15 @@ import asyncio
 
 from gateway.live import wire
 from gateway.live.bucket import TokenBucket
-from gateway.live.tabs import CLOSE_ABUSE, CLOSE_SLOW, Conduct, Outbox, Put, Tabs
+from gateway.live.tabs import (
+    CLOSE_ABUSE,
+    CLOSE_SLOW,
+    TOO_MANY_TABS,
+    Conduct,
+    Outbox,
+    Put,
+    Tabs,
+)
 from rules.model import Decision
 from tests.timing import timeout
 
@@ -232,6 +240,29 @@ async def test_abuse_closes_with_1008() -> None:
             sock.arrived.clear()
             await sock.arrived.wait()
     assert sock.closed[0] == CLOSE_ABUSE
+
+
+async def test_one_tab_more_than_the_limit_closes_the_users_oldest_with_1008() -> None:
+    tabs = Tabs(max_per_user=2)
+    evicted: list[str] = []
+    tabs.on_evict = evicted.append
+    first, second, third, other = (RecordingSocket() for _ in range(4))
+    tabs.open("1", first)
+    tabs.open("1", second)
+    tabs.open("2", other)
+    newest = tabs.open("1", third)
+    assert [tab.socket for tab in tabs.of("1")] == [second, third]
+    assert (tabs.count, evicted) == (3, ["1"])
+    async with asyncio.timeout(timeout()):
+        while first.closed is None:
+            first.arrived.clear()
+            await first.arrived.wait()
+    assert first.closed == (CLOSE_ABUSE, TOO_MANY_TABS)
+    assert (second.closed, third.closed, other.closed, newest.closed) == (None, None, None, False)
+    single = Tabs(max_per_user=1)  # the user's only tab goes, the user stays known
+    single.open("1", RecordingSocket())
+    single.open("1", RecordingSocket())
+    assert (single.count, single.users) == (1, 1)
 
 
 async def test_close_all_closes_every_tab() -> None:
