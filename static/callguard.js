@@ -3,7 +3,8 @@
  * most and by default; for tests). The portal's language (BX.message('LANGUAGE_ID'), else
  * <html lang>) goes to the gateway as ?lang=; a paint's reason shows as one line of text in the
  * popup (.callguard-reason) and as the folded panel's tooltip. Window events 'callguard:hello|paint|clear|error|token|close'
- * carry the message as event.detail ({code, reason} for close); an applied paint's has
+ * carry the message as event.detail ({code, reason, retry} for close: retry is the ms until
+ * it reconnects, null until the page is shown); an applied paint's has
  * latency_ms (ring -> colour on screen). */
 (function (w, d) {
   'use strict';
@@ -16,7 +17,7 @@
   // A refused token (4401) may work later (clock fixed, page renewed it): retry, but rarely.
   var REFUSED = Math.min(300, parseFloat(tag.getAttribute('data-refused-retry')) || 300) * 1000;
   var POP = 'im-phone-call-view', MINI = '.im-phone-call-panel-mini', NUM = /\+?\d[\d\s().-]{5,}\d/;
-  var ws, ready, refused, bx, timer, done, tries = 0, popAt = 0;
+  var ws, ready, refused, parked, bx, timer, done, tries = 0, popAt = 0;
   var cur, outbox = []; // the call on screen; 'ended' frames waiting for the socket
   var why; // the painted call's reason: {text, owner, entity}
 
@@ -154,10 +155,18 @@
     ws.onmessage = safe(onMessage);
     ws.onclose = safe(function (e) {
       ready = false;
-      emit('close', {code: e.code, reason: e.reason});
       if (e.code === 4401) { refused = true; log('token refused'); }
-      retry(e.code === 1001 || e.code === 1012);
+      // The user opened one tab more than the gateway allows and this was the oldest: coming
+      // back at once would close the next oldest, and so on round all of them. A hidden tab
+      // comes back when it is shown (retry: null in the close event).
+      parked = e.code === 1008 && e.reason === 'too many tabs' && d.hidden;
+      if (parked) log('too many tabs: reconnecting when shown');
+      emit('close', {code: e.code, reason: e.reason,
+        retry: parked ? null : retry(e.code === 1001 || e.code === 1012)});
     });
+  }
+  function shown() {
+    if (parked && !d.hidden) { parked = false; retry(true); }
   }
   // A gateway going away (1001, shutdown; 1012, restart) is no failure: come back within a
   // second, to a sibling process, spread so that its tabs do not all arrive at once.
@@ -168,6 +177,7 @@
     refused = false;
     log(soon ? 'going away: reconnect, ms' : 'reconnect, ms', ms);
     timer = setTimeout(safe(connect), ms);
+    return Math.round(ms);
   }
 
   // The page's events (reference 7.3); BX may load after us.
@@ -229,6 +239,7 @@
   safe(function () {
     hook(0);
     if (w.MutationObserver) observe();
+    d.addEventListener('visibilitychange', safe(shown));
     connect();
   })();
 })(window, document);
