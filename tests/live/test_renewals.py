@@ -145,8 +145,8 @@ def test_tabs_that_left_do_not_stay_in_the_heap() -> None:
     tabs, renewals = Tabs(), Renewals(TEST_SECRET)
     keep = tabs.open("1", Recorder())
     renewals._push(keep, now, 3600)
-    for _ in range(1000):
-        tab = tabs.open("2", Recorder())
+    for n in range(1000):  # one user each: one user's tabs are bounded (and closed in a loop)
+        tab = tabs.open(str(2 + n), Recorder())
         renewals._push(tab, now, 3600)
         renewals.forget(tab)
     assert len(renewals) == 1
