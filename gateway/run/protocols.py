@@ -12,9 +12,10 @@ connection and could destroy the answer before the client reads it.
 :class:`TabSocketProtocol` bounds a websocket's unread output: uvicorn answers every ping with
 a pong written straight to the transport, with no flow control, so a peer that pings and never
 reads grew the server by hundreds of MB. Once the transport holds more than
-``CALLGUARD_TAB_QUEUE_BYTES`` the peer has not read, the websocket is closed with 1008: a close
-frame after the pongs, and the connection reset :data:`LINGER` seconds later if the peer has not
-read it by then. A peer whose close window (after 4401) is the same, but is reset at once.
+``CALLGUARD_TAB_QUEUE_BYTES`` unread beyond its 64 KiB high-water mark (where a reading tab's
+paints may wait), the websocket is closed with 1008: a close frame after the pongs, and the
+connection reset :data:`LINGER` seconds later if the peer has not read it by then. A peer in
+the close window after a refused token (4401) is reset at once: its close frame is queued.
 """
 
 from __future__ import annotations
