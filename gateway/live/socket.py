@@ -7,8 +7,10 @@ After that the receive loop only reads client frames; everything sent goes throu
 outbox, so one task writes to the socket. Every close is counted by code: the gateway's in
 ``callguard_tab_closes``, the browser's or the network's in ``callguard_tab_disconnects``.
 Bad frames get an ``error`` and the socket stays open, until :class:`gateway.live.tabs.Conduct`
-calls it abuse (1008). A ``call`` frame with a number that is not a phone number, or beyond the
-tab's ``CALLGUARD_TAB_CALL_RATE``, gets an ``error`` and is no strike: the frame is well formed.
+calls it abuse (1008). A ``call`` frame with a number that is not a phone number, beyond the
+tab's ``CALLGUARD_TAB_CALL_RATE``, or while its user (or the gateway) has as many calls in flight
+as allowed (``busy``, gateway/live/inflight.py), gets an ``error`` and is no strike: the frame is
+well formed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from urllib.parse import parse_qsl
 from starlette.websockets import WebSocket
 
 from gateway.live import wire
+from gateway.live.inflight import Busy
 from gateway.live.tabs import CLOSE_ABUSE, CLOSE_TOKEN, Tab
 from gateway.live.tokens import TokenError, check_token
 from gateway.run.runtime import Gateway
@@ -110,6 +113,8 @@ async def _handle(gateway: Gateway, tab: Tab, data: str | bytes, lang: str) -> N
             )
         except InvalidPhone as err:
             _refuse(gateway, tab, wire.INVALID_PHONE, str(err))
+        except Busy as busy:
+            _refuse(gateway, tab, wire.BUSY, busy.message)
     elif isinstance(frame, wire.EndedFrame):
         await calls.end_call(tab.user_id, frame.call_id)
     elif tab.take_painted(frame.call_id):
