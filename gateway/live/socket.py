@@ -10,11 +10,12 @@ Bad frames get an ``error`` and the socket stays open, until :class:`gateway.liv
 calls it abuse (1008). A ``call`` frame with a number that is not a phone number, beyond the
 tab's ``CALLGUARD_TAB_CALL_RATE``, or while its user (or the gateway) has as many calls in flight
 as allowed (``busy``, gateway/live/inflight.py), gets an ``error`` and is no strike: the frame is
-well formed.
+well formed. A tab over its call rate is not read again until its rate allows the next call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import parse_qsl
 
@@ -98,6 +99,10 @@ async def _handle(gateway: Gateway, tab: Tab, data: str | bytes, lang: str) -> N
     if isinstance(frame, wire.CallFrame):
         if not tab.may_call():
             _refuse(gateway, tab, wire.RATE_LIMITED, _rate_message(gateway))
+            # Backpressure: read this tab's next frame when its budget has a token again. Its
+            # frames wait in the socket's buffers meanwhile (uvicorn stops reading while we do
+            # not take its messages), so a flood costs the gateway the rate, not the flood.
+            await asyncio.sleep(tab.call_wait())
             return
         # Several tabs of one user report the same ring: the first decides, the rest share it.
         # The lookup may take up to the deadline, so this tab's later frames do not wait for it.
