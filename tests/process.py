@@ -6,8 +6,10 @@ environment and free port."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 
 import httpx
 
@@ -72,3 +74,14 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.communicate()
+
+
+@contextlib.asynccontextmanager
+async def serving(env: dict[str, str]) -> AsyncIterator[ServeProcess]:
+    """A :class:`ServeProcess` that answers HTTP; killed, if still running, when the block ends."""
+    gateway = ServeProcess(env)
+    try:
+        await gateway.ready()
+        yield gateway
+    finally:
+        gateway.kill()

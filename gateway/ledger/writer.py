@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from gateway.live.calls import Paint
+from gateway.live.call import Paint
 from gateway.store.database import DatabaseError
 from gateway.store.ledger import CallMark, Ledger, LedgerRow
 

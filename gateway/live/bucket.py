@@ -3,7 +3,8 @@
 Pure: the caller passes the time (``time.monotonic()`` in the gateway, a number in tests). A tab
 gets one for its ``call`` frames (``CALLGUARD_TAB_CALL_RATE``): a manager's tabs report a ring a
 few times at most, so a tab that sends more is a bug or a flood, and its extra frames get an
-``error`` with code ``rate_limited`` instead of a lookup each.
+``error`` with code ``rate_limited`` instead of a lookup each; and the tab's next frame is read
+only when :meth:`TokenBucket.wait` says a token is there again.
 """
 
 from __future__ import annotations
@@ -30,3 +31,10 @@ class TokenBucket:
             return False
         self.tokens -= 1
         return True
+
+    def wait(self, now: float) -> float:
+        """Seconds from ``now`` until a token is there (0: one is there now); nothing spent."""
+        tokens = self.tokens
+        if self.stamp is not None and now > self.stamp:
+            tokens = min(self.burst, tokens + (now - self.stamp) * self.rate)
+        return max(0.0, (1 - tokens) / self.rate)

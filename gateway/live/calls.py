@@ -14,6 +14,10 @@ tab. Concurrent lookups of one number share one, the cache's
 outlives the deadline carries on into the cache, and it logs each failed lookup once.
 
 A phone is normalised once per call, where the call enters (:meth:`Calls.event`).
+
+Work in flight is bounded (gateway/live/inflight.py): a call holds a place from its admission,
+before any await, until its decide ends; a new call beyond the user's or the gateway's bound is
+refused at once with :class:`gateway.live.inflight.Busy`, and starts no task.
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ import functools
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from gateway.crm import Directory
 from gateway.crm.budget import background, for_user
 from gateway.live import wire
+from gateway.live.call import CallEvent, CallState, Ledger, Paint, Peers
+from gateway.live.inflight import MAX_INFLIGHT, SCOPES, USER_INFLIGHT, Busy, InFlight
 from gateway.run.metrics import Metrics
 from rules.decide import decide, none_decision
 from rules.model import Decision, Findings
@@ -52,53 +57,6 @@ DECISIONS = 8192  # (findings, caller) pairs whose decisions are remembered
 SOURCES = ("ws", "api", "portal")
 
 
-class Peers(Protocol):
-    def elsewhere(self, user_id: str) -> dict[str, str]:
-        """Call id -> current paint frame of ``user_id``'s calls held by other processes."""
-        ...
-
-
-class Ledger(Protocol):
-    """Where decided calls are recorded (gateway.ledger.writer): each method only queues."""
-
-    def record(self, paint: Paint) -> None: ...
-
-    def ended(self, user_id: str, call_id: str) -> None: ...
-
-    def applied(self, user_id: str, call_id: str, latency_ms: float | None) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class CallEvent:
-    user_id: str
-    call_id: str
-    phone: str  # E.164 key from rules.normalize
-    direction: wire.Direction
-    source: str  # "ws", "api", "portal"
-    received: float  # time.perf_counter() when the event arrived
-    lang: str = "ru"  # the language of the paint's text: the reporting tab's, or the portal's
-
-
-@dataclass(frozen=True, slots=True)
-class Paint:
-    event: CallEvent
-    seq: int
-    decision: Decision
-
-    @property
-    def frame(self) -> str:
-        return wire.paint(self.event.call_id, self.seq, self.decision, self.event.lang)
-
-
-@dataclass(slots=True)
-class _Call:
-    event: CallEvent
-    seq: int = 0
-    paint: Paint | None = None
-    generation: int = 0  # bumped by each new event, so a late decision of an older one is dropped
-    timer: asyncio.TimerHandle | None = None
-
-
 class Calls:
     def __init__(
         self,
@@ -113,6 +71,8 @@ class Calls:
         peers: Peers | None = None,
         lang: str = "ru",
         ledger: Ledger | None = None,
+        user_inflight: int = USER_INFLIGHT,
+        max_inflight: int = MAX_INFLIGHT,
     ) -> None:
         self.directory = directory
         self.ledger = ledger  # None: no ledger (CALLGUARD_LEDGER_DAYS=0, benchmarks)
@@ -124,14 +84,18 @@ class Calls:
         self.region = region
         self.lookup_deadline = lookup_deadline
         self.call_timeout = call_timeout
-        self._calls: dict[str, dict[str, _Call]] = {}
+        self._calls: dict[str, dict[str, CallState]] = {}
         self._tasks: set[asyncio.Task[object]] = set()
+        self.inflight = InFlight(user_inflight, max_inflight)
         # phonenumbers.parse costs ~60 us a call, and a team dials the same few thousand numbers
         # all day, spelled as the popup shows them: remember the keys of the latest spellings.
         # (An invalid phone raises, and lru_cache keeps no exception: it is parsed each time.)
         self._keys = functools.lru_cache(maxsize=NORMALISED)(partial(normalize, region=region))
         # A label lookup takes a lock and a dict walk: bind each counter child once.
         self._received = {s: metrics.calls.labels(s) for s in SOURCES}
+        self._busy = {
+            (s, c): metrics.calls_refused.labels("busy", c, s) for c in SCOPES for s in SOURCES
+        }
         self._outcomes = {o: metrics.lookups.labels(o) for o in ("ok", "late", "error")}
         self._painted = {c: metrics.decisions.labels(c) for c in (*policy.colours, NONE)}
         self._decisions: dict[tuple[int, str], tuple[Findings, Decision]] = {}
@@ -206,29 +170,69 @@ class Calls:
         lang: str | None = None,
     ) -> None:
         """``start_call`` in the background, for callers that must not wait up to the deadline
-        (a tab's receive loop). An invalid phone still raises here, at once."""
+        (a tab's receive loop). An invalid phone (:class:`rules.InvalidPhone`) or no place in
+        flight (:class:`gateway.live.inflight.Busy`) still raises here, at once."""
         event = self.event(user_id, call_id, phone, direction, source, lang)
-        self._track(self.begin(event, only_if_unpainted=only_if_unpainted))
+        self.start(event, only_if_unpainted=only_if_unpainted)
+
+    def start(
+        self, event: CallEvent, *, only_if_unpainted: bool = False
+    ) -> asyncio.Task[object] | None:
+        """:meth:`begin` in a task of its own: the task, or None when the event joined a call
+        already under way. Raises :class:`gateway.live.inflight.Busy` at once."""
+        call = self._admit(event, only_if_unpainted)
+        if call is None:
+            return None
+        task = self._track(self._begun(call, call.generation))
+        # A done callback, not a finally: a task cancelled before its first step runs no code.
+        task.add_done_callback(lambda _: call.release(self.inflight))
+        return task
 
     async def begin(self, event: CallEvent, *, only_if_unpainted: bool = False) -> Paint | None:
         """:meth:`start_call` for an event already made (its phone already normalised)."""
+        call = self._admit(event, only_if_unpainted)
+        if call is None:
+            return self._calls[event.user_id][event.call_id].paint
+        try:
+            return await self._begun(call, call.generation)
+        finally:
+            call.release(self.inflight)
+
+    def _admit(self, event: CallEvent, only_if_unpainted: bool) -> CallState | None:
+        """Register the event's call and hold its place in flight, before any await (the next
+        frame must see both); None when it joins the same number's call. Raises Busy."""
         user_id, call_id = event.user_id, event.call_id
-        user_calls = self._calls.setdefault(user_id, {})
-        call = user_calls.get(call_id)
+        call = self._calls.get(user_id, {}).get(call_id)
         if call is not None and only_if_unpainted and call.event.phone == event.phone:
-            return call.paint
+            return None
+        if call is None or not call.deciding:  # a decide under way is replaced: no new place
+            try:
+                self.inflight.admit(user_id)
+            except Busy as busy:
+                self._busy[event.source, busy.scope].inc()
+                raise
         self._received[event.source].inc()
         if call is None:
-            while len(user_calls) >= MAX_CALLS_PER_USER:
-                await self.end_call(user_id, next(iter(user_calls)))
-            call = user_calls[call_id] = _Call(event)
+            call = self._calls.setdefault(user_id, {})[call_id] = CallState(event)
             call.timer = asyncio.get_running_loop().call_later(
                 self.call_timeout, self._expire, user_id, call_id, call
             )
         else:
             call.event = event
             call.generation += 1
-        return await self._paint(call, call.generation)
+        call.hold(self.inflight)
+        return call
+
+    async def _begun(self, call: CallState, generation: int) -> Paint | None:
+        user_id = call.event.user_id
+        user_calls = self._calls.get(user_id, {})
+        # The oldest calls go; those still being decided keep their places until that is done.
+        while len(user_calls) > MAX_CALLS_PER_USER:
+            oldest = next(iter(user_calls))
+            if oldest == call.event.call_id:
+                break
+            await self.end_call(user_id, oldest)
+        return await self._paint(call, generation)
 
     async def end_call(self, user_id: str, call_id: str) -> bool:
         """End a call and clear it on the user's tabs; False when it was not known."""
@@ -257,9 +261,14 @@ class Calls:
             for call in user_calls.values()
             if key is None or call.event.phone == key
         ]
-        for call in current:
+        for call in current:  # counted, never refused: calls already known, a few per user
             call.generation += 1
-        await asyncio.gather(*(self._paint(call, call.generation) for call in current))
+            call.hold(self.inflight)
+        try:
+            await asyncio.gather(*(self._paint(call, call.generation) for call in current))
+        finally:
+            for call in current:
+                call.release(self.inflight)
         return len(current)
 
     def current_frames(self, user_id: str) -> list[tuple[str, str]]:
@@ -311,7 +320,7 @@ class Calls:
 
     # -- the pipeline ------------------------------------------------------------------------
 
-    async def _paint(self, call: _Call, generation: int) -> Paint | None:
+    async def _paint(self, call: CallState, generation: int) -> Paint | None:
         event = call.event
         decision = await self._decide(event)
         user_calls = self._calls.get(event.user_id)
@@ -368,13 +377,14 @@ class Calls:
         with contextlib.suppress(Exception), background():  # the cache logs a failed lookup
             await self.directory.lookup(key)
 
-    def _expire(self, user_id: str, call_id: str, call: _Call) -> None:
+    def _expire(self, user_id: str, call_id: str, call: CallState) -> None:
         if self._calls.get(user_id, {}).get(call_id) is not call:
             return
         log.info("call %s of user %s timed out; clearing it", call_id, user_id)
         self._track(self.end_call(user_id, call_id))
 
-    def _track(self, work: Coroutine[object, None, object]) -> None:
+    def _track(self, work: Coroutine[object, None, object]) -> asyncio.Task[object]:
         task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task

@@ -7,18 +7,22 @@ After that the receive loop only reads client frames; everything sent goes throu
 outbox, so one task writes to the socket. Every close is counted by code: the gateway's in
 ``callguard_tab_closes``, the browser's or the network's in ``callguard_tab_disconnects``.
 Bad frames get an ``error`` and the socket stays open, until :class:`gateway.live.tabs.Conduct`
-calls it abuse (1008). A ``call`` frame with a number that is not a phone number, or beyond the
-tab's ``CALLGUARD_TAB_CALL_RATE``, gets an ``error`` and is no strike: the frame is well formed.
+calls it abuse (1008). A ``call`` frame with a number that is not a phone number, beyond the
+tab's ``CALLGUARD_TAB_CALL_RATE``, or while its user (or the gateway) has as many calls in flight
+as allowed (``busy``, gateway/live/inflight.py), gets an ``error`` and is no strike: the frame is
+well formed. A tab over its call rate is not read again until its rate allows the next call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from urllib.parse import parse_qsl
 
 from starlette.websockets import WebSocket
 
 from gateway.live import wire
+from gateway.live.inflight import Busy
 from gateway.live.tabs import CLOSE_ABUSE, CLOSE_TOKEN, Tab
 from gateway.live.tokens import TokenError, check_token
 from gateway.run.runtime import Gateway
@@ -95,6 +99,10 @@ async def _handle(gateway: Gateway, tab: Tab, data: str | bytes, lang: str) -> N
     if isinstance(frame, wire.CallFrame):
         if not tab.may_call():
             _refuse(gateway, tab, wire.RATE_LIMITED, _rate_message(gateway))
+            # Backpressure: read this tab's next frame when its budget has a token again. Its
+            # frames wait in the socket's buffers meanwhile (uvicorn stops reading while we do
+            # not take its messages), so a flood costs the gateway the rate, not the flood.
+            await asyncio.sleep(tab.call_wait())
             return
         # Several tabs of one user report the same ring: the first decides, the rest share it.
         # The lookup may take up to the deadline, so this tab's later frames do not wait for it.
@@ -110,6 +118,8 @@ async def _handle(gateway: Gateway, tab: Tab, data: str | bytes, lang: str) -> N
             )
         except InvalidPhone as err:
             _refuse(gateway, tab, wire.INVALID_PHONE, str(err))
+        except Busy as busy:
+            _refuse(gateway, tab, wire.BUSY, busy.message)
     elif isinstance(frame, wire.EndedFrame):
         await calls.end_call(tab.user_id, frame.call_id)
     elif tab.take_painted(frame.call_id):

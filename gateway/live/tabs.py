@@ -40,6 +40,9 @@ DEFAULT_QUEUE_BYTES = 256 * 1024  # CALLGUARD_TAB_QUEUE_BYTES
 DEFAULT_CALL_RATE = 10.0  # CALLGUARD_TAB_CALL_RATE: ``call`` frames per second per tab
 DEFAULT_MAX_PER_USER = 30  # CALLGUARD_MAX_TABS_PER_USER, in this process
 TOO_MANY_TABS = "too many tabs"
+# The longest a tab over its call rate is left unread: its pings still get answers well within
+# the heartbeat, and its other frames (``ended``, ``applied``) are late by no more than this.
+MAX_CALL_WAIT = 1.0
 
 
 class Socket(Protocol):
@@ -191,6 +194,12 @@ class Tab:
                 self.registry.call_rate,
             )
         return False
+
+    def call_wait(self) -> float:
+        """After a refused ``call`` frame: seconds to leave this tab's next frames unread, until
+        its budget has a token again (at most :data:`MAX_CALL_WAIT`)."""
+        bucket = self.call_rate
+        return 0.0 if bucket is None else min(MAX_CALL_WAIT, bucket.wait(self.registry.clock()))
 
     def _note_painted(self, call_id: str) -> None:
         painted = self._painted

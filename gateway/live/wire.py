@@ -31,6 +31,7 @@ INVALID_MESSAGE = "invalid_message"
 UNKNOWN_TYPE = "unknown_type"
 INVALID_PHONE = "invalid_phone"
 RATE_LIMITED = "rate_limited"
+BUSY = "busy"  # the user's (or the gateway's) calls in flight are at their bound: send it later
 
 
 class WireError(ValueError):

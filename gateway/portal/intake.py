@@ -8,7 +8,9 @@ is queued. Parsing is pure (gateway/portal/events.py); the work runs in two boun
 - telephony events in one ordered worker, so a call's init, start and end are applied in the order
   the portal sent them. Like a tab's ``call`` frame, a start only starts the paint and does not
   wait for the CRM: the next event (often the call's end) is handled at once. An end cancels its
-  call's paint still being started, so a late paint never overtakes the end that followed it;
+  call's paint still being started, so a late paint never overtakes the end that followed it.
+  A start while the user's (or the gateway's) calls in flight are at their bound is dropped:
+  counted in ``callguard_calls_refused{source="portal"}``, logged once per burst;
 - on shutdown (:meth:`Portal.drain`) new events are refused with 503 and those queued are handled,
   with the paints they started, for up to ``CALLGUARD_SHUTDOWN_DRAIN`` seconds;
 - CRM events in several workers (each may make a few REST calls); the status guard serialises
@@ -29,6 +31,7 @@ from starlette.responses import Response
 
 from gateway.crm import DirectoryError
 from gateway.live.calls import Calls
+from gateway.live.inflight import Busy
 from gateway.live.wire import Direction
 from gateway.portal import events
 from gateway.portal.events import CallEnd, CallInit, CallStart, CrmChange, PortalEvent, Unknown
@@ -254,9 +257,12 @@ class EventIntake:
         direction: Direction = "out" if ring.direction == "out" else "in"
         # ring.phone is the key CallInit normalised: the call is not normalised again.
         event = self.calls.keyed(user_id, call_id, ring.phone, direction, "portal")
-        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(
-            self.calls.begin(event, only_if_unpainted=True)
-        )
+        try:
+            task = self.calls.start(event, only_if_unpainted=True)
+        except Busy:
+            return  # counted and logged (once per burst) by the pipeline; the popup keeps its look
+        if task is None:  # a tab of the user reported this ring first: its paint is the one
+            return
         self._painting.setdefault(call_id, set()).add(task)
         task.add_done_callback(lambda done: self._painted(call_id, done))
 

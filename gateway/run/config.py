@@ -71,6 +71,8 @@ class Settings:
     keep_alive: int = 5
     max_url: int = 8000
     max_headers: int = 16 * 1024
+    user_inflight: int = 64  # calls being decided at once: per user, and in all
+    max_inflight: int = 1000
     shutdown_drain: float = 5.0
     heartbeat: float = 20.0
     max_frame: int = 4096
@@ -193,6 +195,16 @@ class _Reader:
             )
         return ttl
 
+    def inflight(self) -> tuple[int, int]:
+        """Per user and in all; a user's bound above the whole's would never apply: refused."""
+        per_user = self.integer("USER_INFLIGHT", 64, 1, 100_000)
+        total = self.integer("MAX_INFLIGHT", 1000, 1, 1_000_000)
+        if per_user > total:
+            raise self.fail(
+                "USER_INFLIGHT", f"{per_user} is more than CALLGUARD_MAX_INFLIGHT ({total})"
+            )
+        return per_user, total
+
     def check_oauth(self) -> None:
         """Sign-in needs all four or none: a half-configured one would fail at the first user."""
         if self.raw("OAUTH_CLIENT_ID") is None:
@@ -281,6 +293,7 @@ class _Reader:
         digest_at = self.raw("DIGEST_AT")
         if digest_at is not None and not _is_clock(digest_at):
             raise self.fail("DIGEST_AT", f"must be a time of day HH:MM, got {digest_at!r}")
+        user_inflight, max_inflight = self.inflight()
         return Settings(
             secret=secret,
             host=self.raw("HOST") or "0.0.0.0",
@@ -318,6 +331,8 @@ class _Reader:
             # A /ws request line of more than 8192 bytes is one websockets cannot read.
             max_url=self.integer("MAX_URL", 8000, 256, 8000),
             max_headers=self.integer("MAX_HEADERS", 16 * 1024, 1024, 1024 * 1024),
+            user_inflight=user_inflight,
+            max_inflight=max_inflight,
             shutdown_drain=self.number("SHUTDOWN_DRAIN", 5.0, 0.0, 60.0),
             heartbeat=self.number("HEARTBEAT", 20.0, 0.05, 3600.0),
             max_frame=self.integer("MAX_FRAME", 4096, 256, 1_048_576),

@@ -26,6 +26,23 @@ class Metrics:
         self.users = Gauge("callguard_users", "Users with at least one open tab", registry=r)
         self.active_calls = Gauge("callguard_active_calls", "Calls not yet ended", registry=r)
         self.calls = Counter("callguard_calls", "Call events received", ["source"], registry=r)
+        # Issue 14: calls refused rather than queued; reason "busy": no place in flight left for
+        # the caller's user (scope "user", CALLGUARD_USER_INFLIGHT) or in all ("all", MAX_).
+        self.calls_refused = Counter(
+            "callguard_calls_refused",
+            "Call events refused at once, by reason, scope and source",
+            ["reason", "scope", "source"],
+            registry=r,
+        )
+        self.calls_in_flight = Gauge(
+            "callguard_calls_in_flight", "Calls being looked up and painted", registry=r
+        )
+        self.calls_in_flight_peak = Gauge(
+            "callguard_calls_in_flight_peak",
+            "The most calls in flight since start: in all, and for any one user",
+            ["scope"],
+            registry=r,
+        )
         self.decisions = Counter(
             "callguard_decisions", "Colour decisions painted", ["colour"], registry=r
         )
@@ -120,6 +137,13 @@ class Metrics:
         self.tabs.set_function(tabs)
         self.users.set_function(users)
         self.active_calls.set_function(calls)
+
+    def watch_inflight(
+        self, count: Callable[[], int], peak: Callable[[], int], user_peak: Callable[[], int]
+    ) -> None:
+        self.calls_in_flight.set_function(count)
+        self.calls_in_flight_peak.labels("all").set_function(peak)
+        self.calls_in_flight_peak.labels("user").set_function(user_peak)
 
     def render(self) -> bytes:
         # The directory's metrics (cache, REST requests and errors) live in their own registry,

@@ -111,11 +111,17 @@ class Gateway:
             peers=self.shared,
             lang=s.lang,
             ledger=self.recorder,
+            user_inflight=s.user_inflight,
+            max_inflight=s.max_inflight,
         )
         if self.shared is not None:
             self.shared.on_clear = self.calls.forget
         self.metrics.watch(
             lambda: self.tabs.count, lambda: self.tabs.users, lambda: self.calls.active
+        )
+        places = self.calls.inflight
+        self.metrics.watch_inflight(
+            lambda: places.count, lambda: places.peak, lambda: places.user_peak
         )
         self.lag = LagProbe(self.metrics)
         self.gc = GcProbe(self.metrics)

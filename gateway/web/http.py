@@ -5,6 +5,7 @@ static files (design.md §3.5). Error bodies are JSON ``{"error": code, "message
 from __future__ import annotations
 
 import hmac
+import math
 import os
 from ipaddress import ip_address
 
@@ -16,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from gateway.live import wire
+from gateway.live.inflight import Busy
 from gateway.portal.intake import EventIntake
 from gateway.run.runtime import Gateway
 from gateway.userid import InvalidUserId, user_id
@@ -65,6 +67,11 @@ async def post_call(request: Request) -> Response:
         return failure(422, "invalid_request", err.message)
     except InvalidPhone as err:
         return failure(422, wire.INVALID_PHONE, str(err))
+    except Busy as busy:
+        # 503, not 429: the gateway has no room now (for this user or at all); the client did
+        # not send too fast, and a PBX posts for every user. A place frees within the deadline.
+        retry = str(math.ceil(gateway.settings.lookup_deadline))
+        return failure(503, wire.BUSY, busy.message, **{"Retry-After": retry})
     if paint is None:
         return json_response({"call_id": call_id, "status": "superseded"}, 202)
     return json_response(
@@ -124,6 +131,7 @@ async def healthz(request: Request) -> Response:
         "tabs": gateway.tabs.count,
         "users": gateway.tabs.users,
         "active_calls": gateway.calls.active,
+        "calls_in_flight": gateway.calls.inflight.count,
         # Redis down degrades (other processes' tabs miss paints) but this process still serves.
         "fanout": gateway.shared.health() if gateway.shared is not None else {"mode": "local"},
         # Likewise: a failing database stops status judgements, never a call.

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from gateway.live import wire
 from gateway.live.bucket import TokenBucket
 from gateway.live.tabs import (
     CLOSE_ABUSE,
     CLOSE_SLOW,
+    MAX_CALL_WAIT,
     TOO_MANY_TABS,
     Conduct,
     Outbox,
@@ -88,6 +91,16 @@ def test_a_token_bucket_allows_its_burst_then_its_rate() -> None:
     assert [bucket.take(5.25) for _ in range(3)] == [True, True, False]  # two and a half
     assert [bucket.take(100.0) for _ in range(11)] == [True] * 10 + [False]  # never above burst
     assert not bucket.take(99.0)  # a clock that goes back gives nothing back
+
+
+def test_a_token_bucket_says_when_its_next_token_comes() -> None:
+    bucket = TokenBucket(rate=10.0, burst=2.0)
+    assert bucket.wait(1.0) == 0.0  # full
+    assert [bucket.take(1.0) for _ in range(3)] == [True, True, False]
+    assert bucket.wait(1.0) == pytest.approx(0.1)
+    assert bucket.wait(1.04) == pytest.approx(0.06)  # asking spends nothing
+    assert bucket.wait(1.2) == 0.0
+    assert bucket.take(1.2)
 
 
 def test_a_token_bucket_refuses_nonsense_limits() -> None:
@@ -224,9 +237,15 @@ async def test_call_frames_beyond_the_rate_are_refused_per_tab() -> None:
     first, second = tabs.open("1", RecordingSocket()), tabs.open("1", RecordingSocket())
     assert [first.may_call() for _ in range(4)] == [True, True, True, False]
     assert second.may_call()  # each tab has a budget of its own
+    # Until its budget has a token again the tab is not read (backpressure), at most a second.
+    assert first.call_wait() == pytest.approx(1 / 3)
+    assert second.call_wait() == 0.0
     clock.now = 1.0
     assert first.may_call()
     assert not first.closed
+    slow = Tabs(clock=clock, call_rate=0.001).open("2", RecordingSocket())
+    assert [slow.may_call(), slow.may_call()] == [True, False]
+    assert slow.call_wait() == MAX_CALL_WAIT
 
 
 async def test_abuse_closes_with_1008() -> None:

@@ -20,6 +20,7 @@ from gateway.portal.status_datafile import DataFileStatusPortal
 from gateway.portal.statuses import StatusGuard
 from gateway.run.runtime import build_gateway
 from gateway.tools.fakeportal import FakePortal, encode_form
+from tests.live.conftest import HangingDirectory
 from tests.portal.conftest import WEBHOOK_TOKEN, gateway_running, open_tab, portal_settings
 from tests.timing import timeout
 
@@ -170,6 +171,32 @@ async def test_start_before_init_and_end_before_start(fake: FakePortal) -> None:
         fake.call_init("late-init", RED_PHONE)
         paint = await tab.next("paint")
         assert (paint["call_id"], paint["colour"]) == ("late-init", "red")
+
+
+async def test_call_starts_beyond_the_users_calls_in_flight_are_dropped(
+    fake: FakePortal, caplog: pytest.LogCaptureFixture
+) -> None:
+    crm = HangingDirectory()  # the first call's lookup holds its place until released
+    settings = portal_settings(user_inflight=1, lookup_deadline=30.0)
+    async with gateway_running(settings, crm) as gw, open_tab(gw.url, "7") as tab:
+        fake.subscribe(gw.events_url, WEBHOOK_TOKEN, CALL_EVENTS)
+        for n in range(4):
+            fake.call_init(f"c{n}", f"+7 926 70{n} 00 00")
+            fake.call_start(f"c{n}", 7)
+        assert await delivered(fake, 8) == [200] * 8  # accepted: the drop happens behind
+        async with asyncio.timeout(timeout()):
+            await gw.portal.telephony.join()
+        registry = gw.app.state.gateway.metrics.registry
+        dropped = {"reason": "busy", "scope": "user", "source": "portal"}
+        assert registry.get_sample_value("callguard_calls_refused_total", dropped) == 3
+        assert registry.get_sample_value("callguard_calls_total", {"source": "portal"}) == 1
+        busy = [r for r in caplog.records if "refusing new ones (busy)" in r.getMessage()]
+        assert [r.getMessage() for r in busy] == [
+            "user 7 has 1 calls being looked up; refusing new ones (busy) until half are done"
+        ]
+        crm.release()
+        paint = await tab.next("paint")
+        assert paint["call_id"] == "c0"
 
 
 async def test_a_draining_gateway_refuses_new_events() -> None:

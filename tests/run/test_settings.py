@@ -139,6 +139,12 @@ def test_connection_limits() -> None:
         ({**SECRET, "CALLGUARD_LEDGER_DAYS": "-1"}, r"^CALLGUARD_LEDGER_DAYS: must be a whole"),
         ({**SECRET, "CALLGUARD_LEDGER_QUEUE": "5"}, r"^CALLGUARD_LEDGER_QUEUE: must be a whole"),
         ({**SECRET, "CALLGUARD_REPORT_ROWS": "lots"}, r"^CALLGUARD_REPORT_ROWS: must be a whole"),
+        ({**SECRET, "CALLGUARD_USER_INFLIGHT": "0"}, r"^CALLGUARD_USER_INFLIGHT: must be a whole"),
+        ({**SECRET, "CALLGUARD_MAX_INFLIGHT": "many"}, r"^CALLGUARD_MAX_INFLIGHT: must be a whole"),
+        (
+            {**SECRET, "CALLGUARD_MAX_INFLIGHT": "10"},
+            r"^CALLGUARD_USER_INFLIGHT: 64 is more than CALLGUARD_MAX_INFLIGHT \(10\)$",
+        ),
     ],
 )
 def test_invalid_values_name_the_variable(env: dict[str, str], message: str) -> None:
@@ -208,3 +214,11 @@ def test_ledger_and_digest_settings() -> None:
         "08:30",
     )
     assert (settings.ledger_queue, settings.report_rows) == (500, 1000)
+
+
+def test_calls_in_flight_are_bounded_per_user_and_in_all() -> None:
+    defaults = Settings.from_env(SECRET)
+    assert (defaults.user_inflight, defaults.max_inflight) == (64, 1000)
+    env = {**SECRET, "CALLGUARD_USER_INFLIGHT": "8", "CALLGUARD_MAX_INFLIGHT": "200"}
+    settings = Settings.from_env(env)
+    assert (settings.user_inflight, settings.max_inflight) == (8, 200)

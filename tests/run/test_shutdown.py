@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from gateway.live.tokens import issue_token
 from gateway.tools.fakeportal import FakePortal
 from tests.process import ServeProcess
+from tests.process import serving as process_serving
 from tests.timing import timeout
 
 SECRET = "shutdown-test-secret-0123456789abcdef"
@@ -31,23 +32,20 @@ CALL_EVENTS = ["ONVOXIMPLANTCALLINIT", "ONVOXIMPLANTCALLSTART", "ONVOXIMPLANTCAL
 
 @contextlib.asynccontextmanager
 async def serving(fake: FakePortal, drain: float) -> AsyncIterator[ServeProcess]:
-    gateway = ServeProcess(
-        {
-            "CALLGUARD_SECRET": SECRET,
-            "CALLGUARD_PORTAL_URL": fake.webhook_url,
-            "CALLGUARD_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
-            "CALLGUARD_RATE_BURST": "1000",
-            "CALLGUARD_RATE_PER_SECOND": "1000",
-            "CALLGUARD_LOOKUP_DEADLINE": "30",  # the hanging CRM, not a deadline, holds the paint
-            "CALLGUARD_SHUTDOWN_DRAIN": str(drain),
-        }
-    )
-    try:
-        await gateway.ready()
-        yield gateway
-    finally:
-        fake.release()
-        gateway.kill()
+    env = {
+        "CALLGUARD_SECRET": SECRET,
+        "CALLGUARD_PORTAL_URL": fake.webhook_url,
+        "CALLGUARD_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
+        "CALLGUARD_RATE_BURST": "1000",
+        "CALLGUARD_RATE_PER_SECOND": "1000",
+        "CALLGUARD_LOOKUP_DEADLINE": "30",  # the hanging CRM, not a deadline, holds the paint
+        "CALLGUARD_SHUTDOWN_DRAIN": str(drain),
+    }
+    async with process_serving(env) as gateway:
+        try:
+            yield gateway
+        finally:
+            fake.release()
 
 
 async def ring_with_crm_hanging(fake: FakePortal, gateway: ServeProcess) -> None:
