@@ -64,6 +64,7 @@ class Settings:
     user_rate_share: float = 0.5
     tab_queue_bytes: int = 256 * 1024
     tab_call_rate: float = 10.0
+    tab_ping_rate: float = 1.0  # websocket pings a peer may send a second (browsers send none)
     # Connection limits (gateway/run/connections.py); None: the open-files limit less a reserve.
     max_connections: int | None = None
     max_tabs_per_user: int = 30
@@ -324,6 +325,7 @@ class _Reader:
             user_rate_share=self.number("USER_RATE_SHARE", 0.5, 0.01, 1.0),
             tab_queue_bytes=self.integer("TAB_QUEUE_BYTES", 256 * 1024, 16 * 1024, 64 * 1024**2),
             tab_call_rate=self.number("TAB_CALL_RATE", 10.0, 1.0, 1000.0),
+            tab_ping_rate=self.number("TAB_PING_RATE", 1.0, 0.01, 1_000_000.0),
             max_connections=self.integer("MAX_CONNECTIONS", 0, 0, 1_000_000) or None,
             max_tabs_per_user=self.integer("MAX_TABS_PER_USER", 30, 1, 10_000),
             header_timeout=self.number("HEADER_TIMEOUT", 10.0, 0.1, 300.0),

@@ -45,6 +45,7 @@ class ConnectionLimits:
     # A websocket's unread output: CALLGUARD_TAB_QUEUE_BYTES above the transport's high water.
     unread_bytes: int = 256 * 1024 + TRANSPORT_HIGH_WATER
     reserved: int = RESERVED
+    ping_rate: float = 1.0  # CALLGUARD_TAB_PING_RATE: pings a second a websocket peer may send
 
     @property
     def head_bytes(self) -> int:
@@ -75,6 +76,7 @@ class ConnectionLimits:
             max_url=settings.max_url,
             max_headers=settings.max_headers,
             unread_bytes=settings.tab_queue_bytes + TRANSPORT_HIGH_WATER,
+            ping_rate=settings.tab_ping_rate,
         )
 
 

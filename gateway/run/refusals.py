@@ -29,6 +29,7 @@ WHY = {
     "bad_request": "requests refused (400): not valid HTTP or not a valid websocket handshake",
     "too_many_tabs": "tabs closed (1008): a user opened more than CALLGUARD_MAX_TABS_PER_USER",
     "unread_output": "websockets closed (1008): unread output over CALLGUARD_TAB_QUEUE_BYTES",
+    "ping_flood": "websockets closed (1008): pings faster than CALLGUARD_TAB_PING_RATE",
 }
 
 
