@@ -82,13 +82,16 @@ deep_nesting = st.integers(1, 3000).flatmap(
 
 
 @st.composite
-def mutated(draw: st.DrawFn, text: str) -> str:
-    """``text`` with a few characters deleted, replaced or inserted, or cut short."""
+def mutated(draw: st.DrawFn, text: str, surrogates: bool = False) -> str:
+    """``text`` with a few characters deleted, replaced or inserted, or cut short; the new
+    characters are any code point, lone surrogates only with ``surrogates`` (no socket or
+    HTTP request delivers one)."""
+    chars = st.characters() if surrogates else st.characters(codec="utf-8")
     out = text
     for _ in range(draw(st.integers(1, 4))):
         where = draw(st.integers(0, len(out)))
         how = draw(st.sampled_from(["delete", "replace", "insert", "truncate"]))
-        char = draw(st.characters())
+        char = draw(chars)
         if how == "delete":
             out = out[:where] + out[where + 1 :]
         elif how == "replace":

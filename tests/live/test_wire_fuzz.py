@@ -90,7 +90,7 @@ def text_frames(limit: int) -> st.SearchStrategy[str]:
     return st.one_of(
         frame_docs().flatmap(lambda d: st.booleans().map(lambda a: json_text(d, a))),
         json_values.map(json_text),
-        frame_docs().map(json_text).flatmap(mutated),
+        frame_docs().map(json_text).flatmap(lambda t: mutated(t, surrogates=True)),
         st.text(max_size=64),
         deep_nesting,
         oversized(limit),
@@ -109,7 +109,7 @@ def utf8_size(frame: str | bytes) -> int:
     return len(frame) if isinstance(frame, bytes) else len(frame.encode("utf-8", "surrogatepass"))
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     frame=st.one_of(
         text_frames(MAX_FRAME),
@@ -151,7 +151,11 @@ def valid_frames(draw: st.DrawFn) -> tuple[str, wire.ClientFrame]:
     """A frame the contract accepts (odd spacing and unknown keys included), and its value."""
 
     def text(limit: int) -> str:
-        core = draw(st.text(min_size=1, max_size=limit - 2).filter(lambda s: s.strip() == s))
+        # No whitespace or control characters: nothing strip() would take off the ends.
+        letters = st.characters(codec="utf-8", exclude_categories=("Cc", "Zs", "Zl", "Zp"))
+        core = draw(
+            st.text(letters, min_size=1, max_size=limit - 2).filter(lambda s: s.strip() == s)
+        )
         pad = draw(st.sampled_from(["", " ", "\t", "\u2003"]))
         return pad + core + pad
 
@@ -175,7 +179,7 @@ def valid_frames(draw: st.DrawFn) -> tuple[str, wire.ClientFrame]:
     return json_text(doc, draw(st.booleans())), expected
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(valid_frames())
 def test_every_valid_frame_decodes_to_what_it_says(case: tuple[str, wire.ClientFrame]) -> None:
     frame, expected = case
