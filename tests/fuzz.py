@@ -8,11 +8,16 @@ counts are part of the suite's time budget (a few thousand examples per target i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from hypothesis import strategies as st
+
+from tests.processes import Served, callguard
+from tests.support import TEST_SECRET
 
 # Strings that have broken parsers before: digits that are not ASCII, invisible and direction
 # characters, a NUL, a byte-order mark, whitespace str.strip() knows and JSON does not.
@@ -101,3 +106,13 @@ def mutated(draw: st.DrawFn, text: str, surrogates: bool = False) -> str:
         else:
             out = out[:where]
     return out
+
+
+@contextlib.contextmanager
+def served_cleanly(env: Mapping[str, str]) -> Iterator[Served]:
+    """``callguard serve`` with the test secret and ``env``, for a module's examples; once it
+    has stopped, nothing it logged may be an error or a traceback."""
+    with callguard("serve", env={"CALLGUARD_SECRET": TEST_SECRET, **env}) as gateway:
+        yield gateway
+    failures = [line for line in gateway.stderr if "Traceback" in line or " ERROR " in line]
+    assert not failures, "\n".join(gateway.stderr)

@@ -36,10 +36,10 @@ from tests.fuzz import (
     mutated,
     odd_numbers,
     odd_text,
+    served_cleanly,
 )
 from tests.live.conftest import RED_CALLER, RED_PHONE, token_for
-from tests.processes import Served, callguard
-from tests.support import TEST_SECRET
+from tests.processes import Served
 from tests.timing import timeout
 
 DECODE_CODES = {wire.TOO_LARGE, wire.INVALID_JSON, wire.INVALID_MESSAGE, wire.UNKNOWN_TYPE}
@@ -234,14 +234,10 @@ def sent(frame: Frame) -> str | bytes:
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
-    """One ``callguard serve`` for the module; nothing it logs may be an error or a traceback.
-    The tab rate is opened up so that each batch ends with a paint of its own (rate limiting
+    """The tab rate is opened up so that each batch ends with a paint of its own (rate limiting
     has its tests in test_loopback.py)."""
-    env = {"CALLGUARD_SECRET": TEST_SECRET, "CALLGUARD_TAB_CALL_RATE": "1000"}
-    with callguard("serve", env=env) as gateway:
+    with served_cleanly({"CALLGUARD_TAB_CALL_RATE": "1000"}) as gateway:
         yield gateway
-    failures = [line for line in gateway.stderr if "Traceback" in line or " ERROR " in line]
-    assert not failures, "\n".join(gateway.stderr)
 
 
 @contextlib.contextmanager
