@@ -12,12 +12,14 @@ import contextlib
 import json
 import math
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
+import httpx
 from hypothesis import strategies as st
 
 from tests.processes import Served, callguard
 from tests.support import TEST_SECRET
+from tests.timing import timeout
 
 # Strings that have broken parsers before: digits that are not ASCII, invisible and direction
 # characters, a NUL, a byte-order mark, whitespace str.strip() knows and JSON does not.
@@ -47,6 +49,17 @@ ODD_STRINGS = [
     "🙂" * 40,
     "x" * 129,
 ]
+
+T = TypeVar("T")
+
+
+def weighted(*choices: tuple[int, st.SearchStrategy[T]]) -> st.SearchStrategy[T]:
+    """One of the strategies, each as often as its weight says. (st.one_of picks its branches
+    evenly and counts a strategy given twice once; it shrinks towards the first one here too.)"""
+    return st.sampled_from([s for weight, s in choices for _ in range(weight)]).flatmap(
+        lambda chosen: chosen
+    )
+
 
 odd_text = st.one_of(st.sampled_from(ODD_STRINGS), st.text(max_size=40))
 
@@ -116,3 +129,13 @@ def served_cleanly(env: Mapping[str, str]) -> Iterator[Served]:
         yield gateway
     failures = [line for line in gateway.stderr if "Traceback" in line or " ERROR " in line]
     assert not failures, "\n".join(gateway.stderr)
+
+
+@contextlib.contextmanager
+def served_client(env: Mapping[str, str]) -> Iterator[httpx.Client]:
+    """One HTTP client, for every example of a module, to :func:`served_cleanly`'s gateway."""
+    with (
+        served_cleanly(env) as gateway,
+        httpx.Client(base_url=gateway.base, timeout=timeout()) as http,
+    ):
+        yield http

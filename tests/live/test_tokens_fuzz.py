@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.live.tokens import LEEWAY, MAX_TTL, Identity, TokenError, check_token, issue_token
-from tests.fuzz import json_values, mutated, odd_numbers, odd_text
+from tests.fuzz import json_values, mutated, odd_numbers, odd_text, weighted
 from tests.support import TEST_SECRET
 
 NOW = 1_800_000_000.0  # every check runs at this moment
@@ -49,11 +49,10 @@ def forge(header: object, claims: object, key: str | None) -> str:
     return head + "." + b64(hmac.new(key.encode(), head.encode(), hashlib.sha256).digest())
 
 
-# Each family's plausible values come first and twice, so that tokens get past the signature
-# and the header often enough to test the claims.
+# Each family's plausible values come first (and weigh more below), so that tokens get past the
+# signature and the header often enough to test the claims.
 ids = st.integers(1, 10**6).map(str)
 user_ids = st.one_of(
-    ids,
     ids,
     st.sampled_from(["８", "٨", "𝟕", "08", "0", "-1", " 7", "7 ", "7.0", "1e3", "1" * 19]),
     st.integers(-10, 10**20),
@@ -78,7 +77,7 @@ odd_headers = st.fixed_dictionaries(
         "b64": st.booleans(),
     },
 )
-headers = st.one_of(*[st.just({"alg": "HS256", "typ": "JWT"})] * 3, odd_headers)
+headers = weighted((3, st.just({"alg": "HS256", "typ": "JWT"})), (1, odd_headers))
 keys = st.sampled_from([TEST_SECRET, TEST_SECRET, TEST_SECRET, OTHER_SECRET, None])
 
 
@@ -88,7 +87,7 @@ def claim_sets(draw: st.DrawFn) -> dict[str, Any]:
     another claim."""
     claims: dict[str, Any] = {}
     for name, values in (("sub", user_ids), ("exp", moments), ("iat", moments), ("nbf", moments)):
-        value = draw(st.one_of(st.just(MISSING), values, values) if name != "sub" else values)
+        value = draw(weighted((1, st.just(MISSING)), (2, values)) if name != "sub" else values)
         if value is not MISSING:
             claims[name] = value
     if draw(st.booleans()):
@@ -121,7 +120,7 @@ def assert_sound(identity: Identity, claims: dict[str, Any]) -> None:
     assert identity.expires_at == times["exp"]
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(header=headers, claims=claim_sets(), key=keys)
 @example(header={"alg": "HS256"}, claims={"sub": "7", "exp": 32_503_680_000}, key=TEST_SECRET)
 @example(header={"alg": "HS256"}, claims={"sub": "7", "exp": str(int(NOW) + 600)}, key=TEST_SECRET)
@@ -148,7 +147,7 @@ def plausible_claims(draw: st.DrawFn) -> dict[str, Any]:
     value."""
     issued = int(NOW) - draw(st.integers(-2 * int(LEEWAY), int(MAX_TTL)))
     claims: dict[str, Any] = {
-        "sub": draw(st.one_of(ids, ids, user_ids)),
+        "sub": draw(weighted((2, ids), (1, user_ids))),
         "exp": issued + draw(st.integers(-2 * int(LEEWAY), int(MAX_TTL) + 3600)),
     }
     if draw(st.booleans()):
@@ -190,7 +189,7 @@ def acceptable(claims: dict[str, Any]) -> bool:
     return ("iat" not in times or lifetime > 0) and lifetime <= MAX_TTL
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(plausible_claims())
 def test_a_token_signed_with_the_secret_is_accepted_by_the_rules_alone(
     claims: dict[str, Any],
@@ -205,7 +204,7 @@ def test_a_token_signed_with_the_secret_is_accepted_by_the_rules_alone(
 VALID = issue_token(TEST_SECRET, "42", ttl=600, now=NOW)
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(mutated(VALID, surrogates=True))
 # Found by this test: PyJWT raised UnicodeEncodeError on a lone surrogate. A query string or a
 # header never carries one, but check_token() promises a TokenError for anything else.
@@ -216,7 +215,7 @@ def test_a_mutated_token_is_refused_or_unchanged(token: str) -> None:
         assert result == check_token(TEST_SECRET, VALID, now=NOW)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     st.one_of(
         st.text(max_size=300),

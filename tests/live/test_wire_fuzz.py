@@ -109,7 +109,7 @@ def utf8_size(frame: str | bytes) -> int:
     return len(frame) if isinstance(frame, bytes) else len(frame.encode("utf-8", "surrogatepass"))
 
 
-@settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     frame=st.one_of(
         text_frames(MAX_FRAME),
@@ -179,7 +179,7 @@ def valid_frames(draw: st.DrawFn) -> tuple[str, wire.ClientFrame]:
     return json_text(doc, draw(st.booleans())), expected
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(valid_frames())
 def test_every_valid_frame_decodes_to_what_it_says(case: tuple[str, wire.ClientFrame]) -> None:
     frame, expected = case
@@ -222,8 +222,8 @@ small_frames = st.one_of(
 
 @st.composite
 def batches(draw: st.DrawFn) -> tuple[list[Frame], Big | None]:
-    """5 to 60 random frames; in one batch of four, then a frame over the socket's limit."""
-    frames: list[Frame] = draw(st.lists(small_frames, min_size=5, max_size=60))
+    """10 to 60 random frames; in one batch of four, then a frame over the socket's limit."""
+    frames: list[Frame] = draw(st.lists(small_frames, min_size=10, max_size=60))
     huge = Big("over_socket", draw(st.integers(1, 1024))) if draw(st.integers(0, 3)) == 0 else None
     return frames, huge
 
