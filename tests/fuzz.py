@@ -1,9 +1,10 @@
 """Hypothesis strategies the fuzz tests share (issue 14, item 7): odd text, odd numbers, any JSON,
 and JSON text no well-behaved encoder writes.
 
-Every fuzz test states its example count with ``settings(max_examples=..., deadline=None)``: the
-counts are part of the suite's time budget (a few thousand examples per target in all), so the
-``ci`` and ``default`` profiles of tests/conftest.py do not change them.
+Every fuzz test states its example count with ``settings(max_examples=examples(N))``: the counts
+are part of the suite's time budget (about 14 s in all without coverage), so the ``ci`` and
+``default`` profiles of tests/conftest.py do not change them. For a longer hunt,
+``CALLGUARD_TEST_FUZZ_SCALE=20`` runs twenty times as many examples.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -51,6 +53,25 @@ ODD_STRINGS = [
 ]
 
 T = TypeVar("T")
+
+
+def _scale() -> float:
+    text = os.environ.get("CALLGUARD_TEST_FUZZ_SCALE", "1")
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = math.nan
+    if not scale > 0:
+        raise ValueError(f"CALLGUARD_TEST_FUZZ_SCALE must be a number above 0, got {text!r}")
+    return scale
+
+
+SCALE = _scale()
+
+
+def examples(count: int) -> int:
+    """``count`` examples, times CALLGUARD_TEST_FUZZ_SCALE."""
+    return max(1, round(count * SCALE))
 
 
 def weighted(*choices: tuple[int, st.SearchStrategy[T]]) -> st.SearchStrategy[T]:

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from gateway.live.tokens import LEEWAY, MAX_TTL, Identity, TokenError, check_token, issue_token
-from tests.fuzz import json_values, mutated, odd_numbers, odd_text, weighted
+from tests.fuzz import examples, json_values, mutated, odd_numbers, odd_text, weighted
 from tests.support import TEST_SECRET
 
 NOW = 1_800_000_000.0  # every check runs at this moment
@@ -120,7 +120,7 @@ def assert_sound(identity: Identity, claims: dict[str, Any]) -> None:
     assert identity.expires_at == times["exp"]
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(header=headers, claims=claim_sets(), key=keys)
 @example(header={"alg": "HS256"}, claims={"sub": "7", "exp": 32_503_680_000}, key=TEST_SECRET)
 @example(header={"alg": "HS256"}, claims={"sub": "7", "exp": str(int(NOW) + 600)}, key=TEST_SECRET)
@@ -189,7 +189,7 @@ def acceptable(claims: dict[str, Any]) -> bool:
     return ("iat" not in times or lifetime > 0) and lifetime <= MAX_TTL
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(plausible_claims())
 def test_a_token_signed_with_the_secret_is_accepted_by_the_rules_alone(
     claims: dict[str, Any],
@@ -204,7 +204,7 @@ def test_a_token_signed_with_the_secret_is_accepted_by_the_rules_alone(
 VALID = issue_token(TEST_SECRET, "42", ttl=600, now=NOW)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(mutated(VALID, surrogates=True))
 # Found by this test: PyJWT raised UnicodeEncodeError on a lone surrogate. A query string or a
 # header never carries one, but check_token() promises a TokenError for anything else.
@@ -215,7 +215,7 @@ def test_a_mutated_token_is_refused_or_unchanged(token: str) -> None:
         assert result == check_token(TEST_SECRET, VALID, now=NOW)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     st.one_of(
         st.text(max_size=300),

@@ -30,6 +30,7 @@ from gateway.run.server import WS_MAX_SIZE
 from rules.phones import InvalidPhone, normalize
 from tests.fuzz import (
     deep_nesting,
+    examples,
     json_documents,
     json_text,
     json_values,
@@ -109,7 +110,7 @@ def utf8_size(frame: str | bytes) -> int:
     return len(frame) if isinstance(frame, bytes) else len(frame.encode("utf-8", "surrogatepass"))
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(600), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     frame=st.one_of(
         text_frames(MAX_FRAME),
@@ -179,7 +180,7 @@ def valid_frames(draw: st.DrawFn) -> tuple[str, wire.ClientFrame]:
     return json_text(doc, draw(st.booleans())), expected
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(valid_frames())
 def test_every_valid_frame_decodes_to_what_it_says(case: tuple[str, wire.ClientFrame]) -> None:
     frame, expected = case
@@ -338,7 +339,7 @@ def wait_for_metric(gateway: Served, sample: str, value: float) -> None:
 
 
 @settings(
-    max_examples=40,
+    max_examples=examples(40),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from gateway.crm import forms
 from gateway.portal import events
-from tests.fuzz import odd_text, served_client, weighted
+from tests.fuzz import examples, odd_text, served_client, weighted
 from tests.portal.conftest import WEBHOOK_TOKEN
 
 Pairs = list[tuple[str, str]]
@@ -112,7 +112,7 @@ def leaves(value: Any, depth: int = 1) -> Iterator[tuple[str, int]]:
             yield from leaves(item, depth + 1)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     form=weighted(
         (2, trees.map(forms.encode_form)), (2, field_lists().map(urlencode)), (1, raw_forms)
@@ -135,7 +135,7 @@ def test_any_form_is_parsed_within_its_bounds_or_refused(
     assert all(depth <= max_depth for _, depth in found)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(field_lists())
 def test_each_field_of_a_parsed_form_is_one_value(pairs: Pairs) -> None:
     result = parsed(urlencode(pairs), 10_000, 16)
@@ -143,7 +143,7 @@ def test_each_field_of_a_parsed_form_is_one_value(pairs: Pairs) -> None:
         assert sorted(v for v, _ in leaves(result)) == sorted(v for _, v in pairs)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(trees)
 def test_a_form_reads_back_as_it_was_written(tree: dict[str, Any]) -> None:
     assert forms.parse_query(forms.encode_form(tree)) == tree
@@ -250,7 +250,7 @@ def client() -> Iterator[httpx.Client]:
 
 
 @settings(
-    max_examples=300,
+    max_examples=examples(300),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )

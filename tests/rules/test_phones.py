@@ -8,7 +8,7 @@ from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from rules.phones import InvalidPhone, check_region, normalize, try_normalize
-from tests.fuzz import mutated
+from tests.fuzz import examples, mutated
 
 SAME_RU = [
     "8 916 000-11-22",
@@ -144,7 +144,7 @@ phone_like = st.lists(
 ).map(lambda parts: "".join(parts).strip())
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(
     text=st.one_of(
         phone_like,

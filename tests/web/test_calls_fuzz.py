@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from gateway.web.http import MAX_BODY
 from tests.fuzz import (
+    examples,
     json_text,
     json_values,
     mutated,
@@ -176,7 +177,7 @@ def assert_refusal(response: httpx.Response) -> dict[str, Any]:
 
 
 @settings(
-    max_examples=300,
+    max_examples=examples(300),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -213,7 +214,7 @@ def test_any_request_is_answered_without_a_5xx(
         assert doc["status"] == ("painted" if response.status_code == 200 else "superseded")
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(doc=call_bodies(), content_type=content_types)
 def test_a_valid_call_is_painted(
     client: httpx.Client, doc: dict[str, Any], content_type: str | None
