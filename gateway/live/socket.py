@@ -74,7 +74,8 @@ async def tab_endpoint(websocket: WebSocket) -> None:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                if not tab.closed:  # closed from the other side; ours are counted in Tab.close
+                # Ours are counted in Tab.close; the peer's too when a send to it failed first.
+                if not tab.closed_by_gateway:
                     code = message.get("code") or 1005
                     gateway.metrics.tab_disconnects.labels(str(code)).inc()
                 break

@@ -234,6 +234,12 @@ class Tab:
     def closed(self) -> bool:
         return self.outbox.closed
 
+    @property
+    def closed_by_gateway(self) -> bool:
+        """Closed with a code of ours (counted in ``callguard_tab_closes``). A tab whose send
+        failed is closed as well, but by the peer: its code comes with the disconnect."""
+        return self._closer is not None
+
     def close(self, code: int, reason: str) -> None:
         """Stop sending, leave the registry, and close the socket in the background."""
         if self.outbox.closed:

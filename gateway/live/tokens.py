@@ -72,6 +72,8 @@ def check_token(
     """The identity a valid token names; :class:`TokenError` for anything else."""
     if not token:
         raise TokenError("missing token")
+    if not token.isascii():  # a JWT is base64url and dots; PyJWT would raise on a lone surrogate
+        raise TokenError("malformed token")
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:

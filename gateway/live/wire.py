@@ -69,7 +69,12 @@ def decode(frame: str | bytes, max_frame: int) -> ClientFrame:
     """One client text frame -> a typed value, or :class:`WireError`."""
     if isinstance(frame, bytes):
         raise WireError(INVALID_MESSAGE, "binary frames are not accepted: send JSON text")
-    if len(frame) > max_frame or (len(frame) * 4 > max_frame and len(frame.encode()) > max_frame):
+    # surrogatepass: a lone surrogate is counted, not raised as UnicodeEncodeError; orjson then
+    # refuses it as invalid JSON (a socket delivers only UTF-8, but decode() takes any str).
+    size = len(frame)
+    if size > max_frame or (
+        size * 4 > max_frame and len(frame.encode("utf-8", "surrogatepass")) > max_frame
+    ):
         raise WireError(TOO_LARGE, f"frame larger than {max_frame} bytes")
     try:
         doc = orjson.loads(frame)

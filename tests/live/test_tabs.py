@@ -254,6 +254,7 @@ async def test_abuse_closes_with_1008() -> None:
     tab = tabs.open("1", sock)
     assert not any(tab.strike() for _ in range(7))
     assert tab.strike()
+    assert tab.closed_by_gateway
     async with asyncio.timeout(timeout()):
         while sock.closed is None:
             sock.arrived.clear()
@@ -306,6 +307,8 @@ async def test_a_send_that_fails_drops_the_tab() -> None:
     async with asyncio.timeout(timeout()):
         await tabs.wait_until(lambda t: t.count == 0)
     assert tab.closed
+    # Not by the gateway: the receive loop counts the peer's close code when it comes.
+    assert not tab.closed_by_gateway
 
 
 async def test_run_sweeps_sweeps_periodically() -> None:

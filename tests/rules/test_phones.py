@@ -1,11 +1,14 @@
 """Phone normalisation: every way people type a number becomes one E.164 key."""
 
+import re
+
 import phonenumbers
 import pytest
-from hypothesis import given
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 
 from rules.phones import InvalidPhone, check_region, normalize, try_normalize
+from tests.fuzz import examples, mutated
 
 SAME_RU = [
     "8 916 000-11-22",
@@ -131,3 +134,39 @@ def formatted_numbers(draw: st.DrawFn) -> tuple[str, str, str]:
 def test_any_formatting_of_a_valid_number_gives_the_same_key(case: tuple[str, str, str]) -> None:
     text, region, key = case
     assert normalize(text, region) == key
+
+
+# Typed by hand or pasted from anywhere: separators, extension words, digits of other scripts,
+# letters, a "+" in the wrong place, and far too many digits.
+phone_like = st.lists(
+    st.sampled_from([*"0123456789+()-./ #x,;\t", "доб", "ext", "８", "٨", "𝟕", "\u00a0", "о"]),
+    max_size=24,
+).map(lambda parts: "".join(parts).strip())
+
+
+@settings(max_examples=examples(400), deadline=None)
+@given(
+    text=st.one_of(
+        phone_like,
+        st.text(max_size=80),
+        st.from_regex(r"\+?[0-9]{1,20}", fullmatch=True),
+        formatted_numbers().flatmap(lambda case: mutated(case[0])),  # a real number, mistyped
+    ),
+    region=st.sampled_from(REGIONS),
+)
+@example(text="８ 916 000-11-22", region="RU")
+@example(text="+" + "9" * 63, region="RU")
+@example(text="10000000000000", region="DE")
+def test_any_text_is_a_key_or_invalid_phone(text: str, region: str) -> None:
+    """Issue 14, item 7: random text becomes an E.164 key or InvalidPhone, nothing else; and the
+    key of a valid number is its own key in every region."""
+    key = try_normalize(text, region)
+    event("invalid" if key is None else "key")
+    if key is None:  # InvalidPhone: any other exception fails the test
+        return
+    # A country code and a national number, at most 3 + 17 digits as phonenumbers allows (German
+    # numbers make keys longer than E.164's 15).
+    assert re.fullmatch(r"\+[1-9][0-9]{1,19}", key)
+    if phonenumbers.is_valid_number(phonenumbers.parse(key)):
+        # A number that is only "possible" may not be: "+98000000" -> "+9800000" -> "+980000".
+        assert all(normalize(key, other) == key for other in REGIONS)
