@@ -45,7 +45,7 @@ from tests.timing import timeout
 
 DECODE_CODES = {wire.TOO_LARGE, wire.INVALID_JSON, wire.INVALID_MESSAGE, wire.UNKNOWN_TYPE}
 # docs/operations.md: what a tab may be told (callguard_frames_rejected_total's codes)
-DOCUMENTED_ERRORS = {*DECODE_CODES, wire.INVALID_PHONE, wire.RATE_LIMITED}
+DOCUMENTED_ERRORS = {*DECODE_CODES, wire.INVALID_PHONE, wire.RATE_LIMITED, wire.BUSY}
 SERVER_TYPES = {"hello", "paint", "clear", "error", "token"}
 MAX_FRAME = 4096  # CALLGUARD_MAX_FRAME's default, which the served process keeps
 FRAME_KEYS = {"type", "call_id", "phone", "direction", "seq", "latency_ms"}
