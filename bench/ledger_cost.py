@@ -1,62 +1,196 @@
 """The ledger's price on the paint path (issue 12): the same gateway with the ledger of decided
-calls on and off, in one run, at the same load.
+calls on and off, alternated in one run, so that neither the order nor a machine that drifts
+(other work starting or stopping) favours one of them.
 
-Each variant is a gateway process of its own (gateway/tools/loadserver.py) with N tabs and calls
-at a fixed rate through ``POST /api/calls`` and through the websocket; printed: call->paint p50,
-p99 and the worst loop stall per path, and on/off ratios. The ledger's database is the
-in-process SQLite the load server uses; a file or PostgreSQL moves the writes further off.
+Two parts:
 
-    .venv/bin/python bench/ledger_cost.py [--tabs 2000] [--rate 300] [--seconds 6]
+1. **CPU per call**, in this process, no network: whole calls through the ``/ws`` pipeline until
+   the paint reached the tab and the call ended, then the ledger flushed. Two figures each: the
+   event loop's thread alone (``time.thread_time``: what a paint waits behind) and the whole
+   process (``time.process_time``: the ledger writer's thread included). Variants alternate
+   on, off, off, on, ... and the medians are printed.
+2. **Latency under load**: each variant a gateway process of its own
+   (gateway/tools/loadserver.py), N tabs, calls at a fixed rate through ``POST /api/calls`` and
+   through the websocket. Rounds alternate the order (on, off | off, on | ...). Printed per round:
+   call->paint p50 and p99 per path and the loop's worst stall; then per path the median on/off
+   ratio over the rounds, and each variant's worst stall.
+
+The database is a fresh SQLite file per variant (the production default), or ``--database-url``
+(PostgreSQL: each variant adds rows to it).
+
+    .venv/bin/python bench/ledger_cost.py [--rounds 3] [--tabs 2000] [--rate 300] [--seconds 6]
+
+On 2 cores the load generator takes one: a machine busy with other work shows in the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
+import statistics
 import sys
+import tempfile
+import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.call_cost import API_KEY, SECRET, USER, NullSocket, settle
+from gateway.run.config import Settings
 from gateway.tools.loadtest import Plan, Run, demo_phones, run
+from gateway.web.app import create_app
+from gateway.web.demo import list_numbers
+
+VARIANTS = {"on": "365", "off": "0"}  # CALLGUARD_LEDGER_DAYS of each
 
 
-async def variant(plan: Plan, ledger_days: str) -> Run:
-    os.environ["CALLGUARD_LEDGER_DAYS"] = ledger_days  # the load server's child reads it
+def database(url: str, scratch: Path, name: str) -> str:
+    return url or f"sqlite:///{scratch / name / 'callguard.sqlite3'}"
+
+
+# -- 1. CPU per call ---------------------------------------------------------------------------
+
+
+async def cpu_per_call(calls: int, ledger_days: int, url: str) -> tuple[float, float]:
+    """(loop thread, whole process) CPU microseconds per call."""
+    settings = Settings(
+        secret=SECRET,
+        api_key=API_KEY,
+        host="127.0.0.1",
+        port=0,
+        ledger_days=ledger_days,
+        database_url=url,
+    )
+    app = create_app(settings)
+    gateway = app.state.gateway
+    async with app.router.lifespan_context(app):
+        phones = [n["phone"] for n in list_numbers(gateway.dataset)]
+        tab = gateway.tabs.open(USER, NullSocket())
+        for phone in phones:  # warm the cache
+            await gateway.directory.lookup(gateway.calls.normalize(phone))
+
+        async def one(call_id: str, phone: str) -> None:
+            gateway.calls.submit(USER, call_id, phone, source="ws")
+            await gateway.calls.idle()
+            await settle(tab)
+            await gateway.calls.end_call(USER, call_id)
+            await settle(tab)
+
+        async def flush() -> None:
+            if gateway.recorder is not None:
+                await gateway.recorder.flush()
+
+        for i in range(min(calls, 500)):  # warm up: caches, the writer's connection
+            await one(f"warm{i}", phones[i % len(phones)])
+        await flush()
+        gc.collect()
+        loop_cpu, process_cpu = time.thread_time(), time.process_time()
+        for i in range(calls):
+            await one(f"c{i}", phones[i % len(phones)])
+        await flush()  # the rows these calls left: part of their price
+        loop_cpu = time.thread_time() - loop_cpu
+        process_cpu = time.process_time() - process_cpu
+        gateway.tabs.remove(tab)
+    return loop_cpu / calls * 1e6, process_cpu / calls * 1e6
+
+
+async def cpu_part(calls: int, rounds: int, url: str, scratch: Path) -> list[str]:
+    found: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
+    for r in range(rounds):
+        order = ["on", "off"] if r % 2 == 0 else ["off", "on"]
+        for name in order:
+            db = database(url, scratch, f"cpu-{name}-{r}")
+            found[name].append(await cpu_per_call(calls, int(VARIANTS[name]), db))
+    out = [f"== CPU microseconds per call ({calls} calls through /ws, {rounds} rounds each)"]
+    for name, figures in found.items():
+        loops = ", ".join(f"{a:.0f}" for a, _ in figures)
+        procs = ", ".join(f"{b:.0f}" for _, b in figures)
+        out.append(f"  ledger {name:>3}: loop thread {loops} | process {procs}")
+    on = [statistics.median(x) for x in zip(*found["on"], strict=True)]
+    off = [statistics.median(x) for x in zip(*found["off"], strict=True)]
+    out.append(
+        f"  median: loop thread on {on[0]:.0f} / off {off[0]:.0f} (+{on[0] - off[0]:.0f}); "
+        f"process on {on[1]:.0f} / off {off[1]:.0f} (+{on[1] - off[1]:.0f})"
+    )
+    return out
+
+
+# -- 2. latency under load ---------------------------------------------------------------------
+
+
+async def variant(plan: Plan, name: str) -> Run:
+    os.environ["CALLGUARD_LEDGER_DAYS"] = VARIANTS[name]  # the load server's child reads it
     try:
         return await run(plan, demo_phones())
     finally:
         os.environ.pop("CALLGUARD_LEDGER_DAYS", None)
 
 
-async def bench(plan: Plan) -> list[str]:
-    on = await variant(plan, "365")
-    off = await variant(plan, "0")
-    out = [f"== {plan.tabs} tabs, {plan.rate:g} calls/s, {plan.seconds:g} s per path"]
-    for name, result in (("ledger on", on), ("ledger off", off)):
-        for ph in result.phases:
-            out.append(
-                f"{name:>10} {ph.path:>3}: p50 {ph.percentile(0.5):6.2f} ms  "
-                f"p99 {ph.percentile(0.99):6.2f} ms  worst stall {ph.server['stall_ms']:5.1f} ms"
-                f"{f'  LOST {ph.lost}' if ph.lost else ''}"
-            )
-    for a, b in zip(on.phases, off.phases, strict=True):
-        out.append(
-            f"on/off {a.path}: p50 {a.percentile(0.5) / b.percentile(0.5):.2f}x, "
-            f"p99 {a.percentile(0.99) / b.percentile(0.99):.2f}x"
+def line(name: str, result: Run) -> str:
+    paths = "  ".join(
+        f"{ph.path} p50 {ph.percentile(0.5):5.2f} p99 {ph.percentile(0.99):6.2f}"
+        f"{f' LOST {ph.lost}' if ph.lost else ''}"
+        for ph in result.phases
+    )
+    return f"    {name:>3}: {paths} ms; worst stall {result.worst_stall_ms:5.1f} ms"
+
+
+async def latency_part(plan: Plan, rounds: int, url: str, scratch: Path) -> list[str]:
+    """Prints each round as it ends (a round takes a minute); returns the summary."""
+    print(f"== call->paint, {plan.tabs} tabs, {plan.rate:g} calls/s, {plan.seconds:g} s per path")
+    runs: dict[str, list[Run]] = {name: [] for name in VARIANTS}
+    ratios: dict[tuple[str, float], list[float]] = {}
+    for r in range(rounds):
+        order = ["on", "off"] if r % 2 == 0 else ["off", "on"]
+        out = [f"  round {r + 1} ({', '.join(order)}):"]
+        for name in order:
+            db = database(url, scratch, f"load-{name}-{r}")
+            result = await variant(replace(plan, database_url=db), name)
+            runs[name].append(result)
+            out.append(line(name, result))
+        on, off = runs["on"][-1], runs["off"][-1]
+        shown = []
+        for a, b in zip(on.phases, off.phases, strict=True):
+            for q in (0.5, 0.99):
+                ratio = a.percentile(q) / b.percentile(q)
+                ratios.setdefault((a.path, q), []).append(ratio)
+                shown.append(f"{a.path} p{q * 100:g} {ratio:.2f}x")
+        out.append(f"    on/off: {', '.join(shown)}")
+        print("\n".join(out), flush=True)
+    summary = [f"  median on/off over {rounds} rounds:"]
+    for (path, q), values in ratios.items():
+        summary.append(f"    {path:>3} p{q * 100:g}: {statistics.median(values):.2f}x")
+    for name, results in runs.items():
+        stalls = [r.worst_stall_ms for r in results]
+        summary.append(
+            f"  worst loop stall, ledger {name}: {max(stalls):.1f} ms "
+            f"(median of rounds {statistics.median(stalls):.1f} ms)"
         )
-    return out
+    return summary
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of on and off (3)")
     parser.add_argument("--tabs", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=300.0)
     parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--cpu-calls", type=int, default=5000, help="per CPU figure; 0: skip")
+    parser.add_argument("--database-url", default="", help="instead of a fresh SQLite file")
+    parser.add_argument("--no-load", action="store_true", help="the CPU part only")
     args = parser.parse_args()
     plan = Plan(tabs=args.tabs, rate=args.rate, seconds=args.seconds)
-    print("\n".join(asyncio.run(bench(plan))))
+    with tempfile.TemporaryDirectory(prefix="ledger-cost-") as tmp:
+        scratch = Path(tmp)
+        if args.cpu_calls:
+            cpu = asyncio.run(cpu_part(args.cpu_calls, args.rounds, args.database_url, scratch))
+            print("\n".join(cpu), flush=True)
+        if not args.no_load:
+            load = asyncio.run(latency_part(plan, args.rounds, args.database_url, scratch))
+            print("\n".join(load))
     return 0
 
 
