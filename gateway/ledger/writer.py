@@ -252,10 +252,11 @@ class LedgerWriter:
         self, sink: LedgerSink, rows: list[Row], ended: list[Ended], applied: list[Applied]
     ) -> None:
         count = len(rows) + len(ended) + len(applied)
+        if not count:
+            return
         try:
-            if count:
-                sink.write(rows, ended, applied)
-                self.metrics.recorded.inc(len(rows))
+            sink.write(rows, ended, applied)
+            self.metrics.recorded.inc(len(rows))
             if self._failing:
                 log.info("ledger writes work again")
                 self._failing = False
@@ -278,6 +279,8 @@ class LedgerWriter:
             self._purge(sink, datetime.now(UTC) - timedelta(days=self.days))
         except DatabaseError as err:
             log.warning("ledger retention: %s", err)
+        except Exception:  # a bug must not stop the writer: calls would no longer be recorded
+            log.exception("ledger retention failed")
 
 
 def _answer(request: _Item, result: object, error: BaseException | None = None) -> None:
