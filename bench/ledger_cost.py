@@ -5,10 +5,11 @@ calls on and off, alternated in one run, so that neither the order nor a machine
 Two parts:
 
 1. **CPU per call**, in this process, no network: whole calls through the ``/ws`` pipeline until
-   the paint reached the tab and the call ended, then the ledger flushed. Two figures each: the
-   event loop's thread alone (``time.thread_time``: what a paint waits behind) and the whole
-   process (``time.process_time``: the ledger writer's thread included). Variants alternate
-   on, off, off, on, ... and the medians are printed.
+   the paint reached the tab and the call ended, back to back, then the ledger flushed. Three
+   figures each: the event loop's thread alone (``time.thread_time``: its own work), the wall
+   clock (the loop's work plus whatever it waited for, the GIL held by the ledger writer's thread
+   included) and the whole process (``time.process_time``: the writer's thread included).
+   Variants alternate on, off, off, on, ... and the medians are printed.
 2. **Latency under load**: each variant a gateway process of its own
    (gateway/tools/loadserver.py), N tabs, calls at a fixed rate through ``POST /api/calls`` and
    through the websocket. Rounds alternate the order (on, off | off, on | ...). Printed per round:
@@ -54,8 +55,8 @@ def database(url: str, scratch: Path, name: str) -> str:
 # -- 1. CPU per call ---------------------------------------------------------------------------
 
 
-async def cpu_per_call(calls: int, ledger_days: int, url: str) -> tuple[float, float]:
-    """(loop thread, whole process) CPU microseconds per call."""
+async def cpu_per_call(calls: int, ledger_days: int, url: str) -> tuple[float, float, float]:
+    """(loop thread CPU, wall clock, whole process CPU) microseconds per call."""
     settings = Settings(
         secret=SECRET,
         api_key=API_KEY,
@@ -87,33 +88,39 @@ async def cpu_per_call(calls: int, ledger_days: int, url: str) -> tuple[float, f
             await one(f"warm{i}", phones[i % len(phones)])
         await flush()
         gc.collect()
-        loop_cpu, process_cpu = time.thread_time(), time.process_time()
+        loop_cpu, wall, process_cpu = time.thread_time(), time.perf_counter(), time.process_time()
         for i in range(calls):
             await one(f"c{i}", phones[i % len(phones)])
+        wall = time.perf_counter() - wall  # before the flush: it waits for the writer
         await flush()  # the rows these calls left: part of their price
         loop_cpu = time.thread_time() - loop_cpu
         process_cpu = time.process_time() - process_cpu
         gateway.tabs.remove(tab)
-    return loop_cpu / calls * 1e6, process_cpu / calls * 1e6
+    return loop_cpu / calls * 1e6, wall / calls * 1e6, process_cpu / calls * 1e6
 
 
 async def cpu_part(calls: int, rounds: int, url: str, scratch: Path) -> list[str]:
-    found: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
+    found: dict[str, list[tuple[float, float, float]]] = {name: [] for name in VARIANTS}
     for r in range(rounds):
         order = ["on", "off"] if r % 2 == 0 else ["off", "on"]
         for name in order:
             db = database(url, scratch, f"cpu-{name}-{r}")
             found[name].append(await cpu_per_call(calls, int(VARIANTS[name]), db))
-    out = [f"== CPU microseconds per call ({calls} calls through /ws, {rounds} rounds each)"]
+    out = [f"== microseconds per call ({calls} calls through /ws, {rounds} rounds each)"]
+    kinds = ("loop thread CPU", "wall", "process CPU")
     for name, figures in found.items():
-        loops = ", ".join(f"{a:.0f}" for a, _ in figures)
-        procs = ", ".join(f"{b:.0f}" for _, b in figures)
-        out.append(f"  ledger {name:>3}: loop thread {loops} | process {procs}")
+        shown = " | ".join(
+            f"{kind} {', '.join(f'{f[k]:.0f}' for f in figures)}" for k, kind in enumerate(kinds)
+        )
+        out.append(f"  ledger {name:>3}: {shown}")
     on = [statistics.median(x) for x in zip(*found["on"], strict=True)]
     off = [statistics.median(x) for x in zip(*found["off"], strict=True)]
     out.append(
-        f"  median: loop thread on {on[0]:.0f} / off {off[0]:.0f} (+{on[0] - off[0]:.0f}); "
-        f"process on {on[1]:.0f} / off {off[1]:.0f} (+{on[1] - off[1]:.0f})"
+        "  median on / off: "
+        + "; ".join(
+            f"{kind} {a:.0f} / {b:.0f} ({a - b:+.0f})"
+            for kind, a, b in zip(kinds, on, off, strict=True)
+        )
     )
     return out
 
