@@ -13,9 +13,10 @@ The loop talks to the thread through the queue as well: ``flush``, ``purge`` and
 a request behind everything recorded before it and await its answer, so ``stop`` (a graceful
 shutdown) writes all that was queued before it returns.
 
-The thread still needs the GIL for its Python work; it keeps that small (a tuple per call, one
-``executemany`` per kind of statement) and gives the GIL back every :data:`YIELD_EVERY` items
-while it builds a batch, so the loop never waits behind a whole batch.
+The thread still needs the GIL for its Python work; it keeps that small (a tuple per call,
+``executemany`` per kind of statement) and pauses every ``CHUNK`` items while it builds a batch
+(as the sink does while it writes one: :data:`gateway.store.ledger_sink.CHUNK`), so the loop
+never waits behind a whole batch.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gateway.live.calls import Paint
 from gateway.store.database import Database, DatabaseError
-from gateway.store.ledger_sink import Applied, Ended, LedgerSink, Row, open_sink
+from gateway.store.ledger_sink import CHUNK, Applied, Ended, LedgerSink, Row, open_sink, pause
 
 log = logging.getLogger("callguard.ledger")
 
@@ -42,9 +43,6 @@ BATCH = 500  # rows and marks per transaction at most
 # marks would cost a transaction of their own. A flush does not wait.
 GATHER = 0.25
 PURGE_EVERY = 3600.0  # seconds between retention runs
-# Items turned into rows between two moments the thread lets go of the GIL: each item is a few
-# microseconds of Python, and the loop waiting for the GIL would wait for all of them.
-YIELD_EVERY = 32
 
 # What the queue holds, by its first element: (PAINT, paint, at), (ENDED, user, call, at),
 # (APPLIED, user, call, ms); the loop's requests (kind, future, loop, argument).
@@ -234,8 +232,8 @@ class LedgerWriter:
             else:
                 request = item
                 break
-            if taken % YIELD_EVERY == 0:
-                time.sleep(0)  # lets go of the GIL: a loop waiting for it takes it now
+            if taken % CHUNK == 0:
+                pause()  # a few microseconds of Python per item: let a waiting loop in
         self._store(sink, list(rows.values()), ended, applied)
         if request is None or request[0] == STOP:
             return request
