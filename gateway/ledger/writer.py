@@ -1,11 +1,22 @@
-"""Recording decided calls without delaying a paint: a bounded queue drained by one background
-writer that batches inserts (:class:`gateway.store.ledger.Ledger`), and retention.
+"""Recording decided calls without delaying a paint: the paint path appends a small tuple to a
+bounded queue; a thread of its own turns the queue into rows and writes them in batches on a
+connection of its own (:mod:`gateway.store.ledger_sink`), and runs retention.
 
-``record``, ``ended`` and ``applied`` are what :class:`gateway.live.calls.Calls` calls: each
-appends to the queue and returns. A full queue (``CALLGUARD_LEDGER_QUEUE``) drops the item and
-counts it (``callguard_ledger_dropped{reason="full"}``); a batch the database refused is dropped
-and counted too (``reason="error"``), with one warning per outage. Never the full number: a row
+``record``, ``ended`` and ``applied`` are what :class:`gateway.live.calls.Calls` calls, on the
+event loop: each appends ``(kind, ..., time.time())`` and returns; no row, no datetime, no SQL
+there. A full queue (``CALLGUARD_LEDGER_QUEUE``) drops the item and counts it
+(``callguard_ledger_dropped{reason="full"}``); a batch the database refused is dropped and
+counted too (``reason="error"``), with one warning per outage. Never the full number: a row
 keeps the last 4 digits only.
+
+The loop talks to the thread through the queue as well: ``flush``, ``purge`` and ``stop`` queue
+a request behind everything recorded before it and await its answer, so ``stop`` (a graceful
+shutdown) writes all that was queued before it returns.
+
+The thread still needs the GIL for its Python work; it keeps that small (a tuple per call,
+``executemany`` per kind of statement) and pauses every ``CHUNK`` items while it builds a batch
+(as the sink does while it writes one: :data:`gateway.store.ledger_sink.CHUNK`), so the loop
+never waits behind a whole batch.
 """
 
 from __future__ import annotations
@@ -13,48 +24,54 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import deque
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gateway.live.call import Paint
-from gateway.store.database import DatabaseError
-from gateway.store.ledger import CallMark, Ledger, LedgerRow
+from gateway.store.database import Database, DatabaseError
+from gateway.store.ledger_sink import CHUNK, Applied, Ended, LedgerSink, Row, open_sink, pause
 
 log = logging.getLogger("callguard.ledger")
 
-BATCH = 500  # rows per insert
+BATCH = 500  # rows and marks per transaction at most
 # Calls arriving within this long share one transaction: written one by one, each call's row and
-# marks cost the loop a transaction of their own (measured: p99 call->paint 2.3x the ledger-off
-# figure at 300 calls/s). A flush does not wait.
+# marks would cost a transaction of their own. A flush does not wait.
 GATHER = 0.25
 PURGE_EVERY = 3600.0  # seconds between retention runs
 
-_Item = tuple[Paint, float] | CallMark | asyncio.Future[None]
+# What the queue holds, by its first element: (PAINT, paint, at), (ENDED, user, call, at),
+# (APPLIED, user, call, ms); the loop's requests (kind, future, loop, argument).
+PAINT, ENDED, APPLIED = 0, 1, 2
+FLUSH, PURGE, STOP = 3, 4, 5
+_Item = tuple[Any, ...]
 
 
-def row_of(paint: Paint, at: float) -> LedgerRow:
-    """The ledger row of a paint made at ``at`` (``time.time()``)."""
+def row_of(paint: Paint, at: datetime) -> Row:
+    """The ledger row of a paint made at ``at``, in the order of the sink's ``COLUMNS``."""
     event, decision = paint.event, paint.decision
     subject, owner = decision.subject, decision.owner
     digits = [c for c in event.phone if c.isdigit()]
-    return LedgerRow(
-        time=datetime.fromtimestamp(at, UTC),
-        call_id=event.call_id,
-        caller_id=event.user_id,
-        direction=event.direction,
-        source=event.source,
-        colour=decision.colour,
-        rule=decision.rule,
-        entity_type=subject.kind if subject else None,
-        entity_id=subject.id if subject else None,
-        entity_title=subject.title if subject else None,
-        owner_id=owner.id if owner else None,
-        owner_name=owner.name if owner else None,
-        phone_last4="".join(digits[-4:]),
+    return (
+        at,
+        event.call_id,
+        event.user_id,
+        event.direction,
+        event.source,
+        decision.colour,
+        decision.rule,
+        subject.kind if subject else None,
+        subject.id if subject else None,
+        subject.title if subject else None,
+        owner.id if owner else None,
+        owner.name if owner else None,
+        "".join(digits[-4:]),
+        None,  # ended_at: a mark
+        None,  # latency_ms: a mark
     )
 
 
@@ -83,131 +100,198 @@ class LedgerMetrics:
 class LedgerWriter:
     def __init__(
         self,
-        ledger: Ledger,
+        database: Database,
         *,
         capacity: int = 10_000,
         days: int = 365,
         purge_every: float | None = PURGE_EVERY,
         registry: CollectorRegistry | None = None,
     ) -> None:
-        self.ledger = ledger
+        self.database = database
         self.capacity = capacity
         self.days = days
         self.purge_every = purge_every  # None: no retention in the background (tests)
         self.metrics = LedgerMetrics(registry)
         self.metrics.queued.set_function(lambda: len(self._queue))
+        self._full = self.metrics.dropped.labels("full")  # bound once: .labels() takes a lock
+        # deque: append and popleft are atomic, so the loop and the thread share it unlocked.
         self._queue: deque[_Item] = deque()
-        self._wake = asyncio.Event()
-        self._hurry = asyncio.Event()  # a flush waits: write now
-        self._tasks: list[asyncio.Task[None]] = []
-        self._failing = False
+        self._wake = threading.Event()
+        self._hurry = threading.Event()  # a request waits: write now
+        self._thread: threading.Thread | None = None
+        self._failing = False  # the thread's: whether the last batch failed
 
-    # -- the paint path: append and return ---------------------------------------------------
+    # -- the paint path (the event loop): append and return ----------------------------------
 
     def record(self, paint: Paint) -> None:
-        self._put((paint, time.time()))
+        self._put((PAINT, paint, time.time()))
 
     def ended(self, user_id: str, call_id: str) -> None:
-        self._put(CallMark(user_id, call_id, ended_at=datetime.now(UTC)))
+        self._put((ENDED, user_id, call_id, time.time()))
 
     def applied(self, user_id: str, call_id: str, latency_ms: float | None) -> None:
         if latency_ms is not None:
-            self._put(CallMark(user_id, call_id, latency_ms=latency_ms))
+            self._put((APPLIED, user_id, call_id, latency_ms))
 
     def _put(self, item: _Item) -> None:
         if len(self._queue) >= self.capacity:
-            self.metrics.dropped.labels("full").inc()
+            self._full.inc()
             return
         self._queue.append(item)
-        self._wake.set()
+        # Set only when clear: the thread clears it before it drains, so nothing is missed.
+        if not self._wake.is_set():
+            self._wake.set()
 
-    # -- the background ----------------------------------------------------------------------
+    # -- the loop's requests -----------------------------------------------------------------
 
     def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._run())]
-        if self.purge_every is not None:
-            self._tasks.append(loop.create_task(self._retain(self.purge_every)))
+        self._thread = threading.Thread(target=self._run, name="callguard-ledger", daemon=True)
+        self._thread.start()
 
     async def flush(self) -> None:
         """Wait until everything queued before this call has been written (or dropped)."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(done)
-        self._wake.set()
-        self._hurry.set()
-        await done
-
-    async def stop(self) -> None:
-        """Write what is queued, then stop."""
-        if self._tasks and not self._tasks[0].done():
-            await self.flush()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await self._ask(FLUSH)
 
     async def purge(self, now: datetime | None = None) -> int:
-        """Delete rows older than ``days``; how many."""
-        now = now or datetime.now(UTC)
-        deleted = await self.ledger.purge(now - timedelta(days=self.days))
-        self.metrics.purged.inc(deleted)
+        """Delete rows older than ``days`` (after writing what is queued); how many."""
+        before = (now or datetime.now(UTC)) - timedelta(days=self.days)
+        deleted: int = await self._ask(PURGE, before)
         return deleted
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if len(self._queue) < BATCH and not self._hurry.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._hurry.wait(), GATHER)
-            self._hurry.clear()
-            while self._queue:
-                await self._write_batch()
+    async def stop(self) -> None:
+        """Write what is queued, close the connection, end the thread."""
+        thread = self._thread
+        if thread is None:
+            return
+        if thread.is_alive():
+            await self._ask(STOP)
+        thread.join()  # it answered as its last act: this returns at once
+        self._thread = None
 
-    async def _write_batch(self) -> None:
-        rows: dict[tuple[str, str], LedgerRow] = {}
-        marks: list[CallMark] = []
-        waiting: list[asyncio.Future[None]] = []
-        while self._queue and len(rows) + len(marks) < BATCH:
+    async def _ask(self, kind: int, argument: object = None) -> Any:
+        if self._thread is None or not self._thread.is_alive():
+            raise RuntimeError("the ledger writer is not running")
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+        # Past the capacity: requests are few, and one must never be dropped.
+        self._queue.append((kind, answer, loop, argument))
+        self._hurry.set()
+        self._wake.set()
+        return await answer
+
+    # -- the thread --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        sink = open_sink(self.database)
+        stop: _Item | None = None
+        due = time.monotonic() if self.purge_every is not None else None
+        try:
+            while stop is None:
+                self._wake.wait(None if due is None else max(0.0, due - time.monotonic()))
+                self._wake.clear()
+                if due is not None and self.purge_every is not None and time.monotonic() >= due:
+                    self._retain(sink)  # first thing after start: before any request is answered
+                    due = time.monotonic() + self.purge_every
+                if self._queue and len(self._queue) < BATCH and not self._hurry.is_set():
+                    self._hurry.wait(GATHER)
+                self._hurry.clear()
+                while self._queue and stop is None:
+                    stop = self._write_batch(sink)
+        except Exception:  # a bug: say so, and let nobody wait for this thread
+            log.exception("ledger: the writer stopped; calls are no longer recorded")
+        finally:
+            sink.close()
+            # Whoever still waits must not wait forever: the STOP answered, any other refused.
+            for item in [stop, *self._queue]:
+                if item is not None and item[0] >= FLUSH:
+                    gone = None if item is stop else RuntimeError("the ledger writer stopped")
+                    _answer(item, None, gone)
+
+    def _write_batch(self, sink: LedgerSink) -> _Item | None:
+        """Write up to BATCH items, or those before the first request, then answer it; the
+        STOP request is returned unanswered."""
+        rows: dict[tuple[str, str], Row] = {}
+        ended: list[Ended] = []
+        applied: list[Applied] = []
+        request: _Item | None = None
+        taken = 0
+        while self._queue and taken < BATCH:
             item = self._queue.popleft()
-            if isinstance(item, asyncio.Future):
-                waiting.append(item)
-            elif isinstance(item, CallMark):
-                marks.append(item)
-            else:
-                row = row_of(*item)
-                key = (row.caller_id, row.call_id)
+            kind = item[0]
+            taken += 1
+            if kind == PAINT:
+                row = row_of(item[1], sink.stamp(datetime.fromtimestamp(item[2], UTC)))
+                key = (row[2], row[1])
                 first = rows.get(key)
                 # One row per call in a batch: the latest decision, at the first paint's time.
-                rows[key] = row if first is None else _redecided(first, row)
+                rows[key] = row if first is None else (first[0], *row[1:])
+            elif kind == ENDED:
+                ended.append((sink.stamp(datetime.fromtimestamp(item[3], UTC)), item[1], item[2]))
+            elif kind == APPLIED:
+                applied.append((item[3], item[1], item[2]))
+            else:
+                request = item
+                break
+            if taken % CHUNK == 0:
+                pause()  # a few microseconds of Python per item: let a waiting loop in
+        self._store(sink, list(rows.values()), ended, applied)
+        if request is None or request[0] == STOP:
+            return request
+        if request[0] == PURGE:
+            try:
+                _answer(request, self._purge(sink, request[3]))
+            except Exception as err:
+                _answer(request, None, err)
+        else:
+            _answer(request, None)
+        return None
+
+    def _store(
+        self, sink: LedgerSink, rows: list[Row], ended: list[Ended], applied: list[Applied]
+    ) -> None:
+        count = len(rows) + len(ended) + len(applied)
+        if not count:
+            return
         try:
-            if rows or marks:
-                await self.ledger.write(list(rows.values()), marks)
-                self.metrics.recorded.inc(len(rows))
+            sink.write(rows, ended, applied)
+            self.metrics.recorded.inc(len(rows))
             if self._failing:
                 log.info("ledger writes work again")
                 self._failing = False
         except DatabaseError as err:
-            self.metrics.dropped.labels("error").inc(len(rows) + len(marks))
+            self.metrics.dropped.labels("error").inc(count)
             if not self._failing:
                 log.warning("ledger: %s; dropping calls until the database is back", err)
                 self._failing = True
         except Exception:  # a bug must not stop the writer: the queue would only fill up
-            self.metrics.dropped.labels("error").inc(len(rows) + len(marks))
+            self.metrics.dropped.labels("error").inc(count)
             log.exception("ledger: a batch of %d calls could not be written", len(rows))
-        finally:
-            for future in waiting:
-                if not future.done():
-                    future.set_result(None)
 
-    async def _retain(self, every: float) -> None:
-        while True:
-            try:
-                await self.purge()
-            except DatabaseError as err:
-                log.warning("ledger retention: %s", err)
-            await asyncio.sleep(every)
+    def _purge(self, sink: LedgerSink, before: datetime) -> int:
+        deleted = sink.purge(before)
+        self.metrics.purged.inc(deleted)
+        return deleted
+
+    def _retain(self, sink: LedgerSink) -> None:
+        try:
+            self._purge(sink, datetime.now(UTC) - timedelta(days=self.days))
+        except DatabaseError as err:
+            log.warning("ledger retention: %s", err)
+        except Exception:  # a bug must not stop the writer: calls would no longer be recorded
+            log.exception("ledger retention failed")
 
 
-def _redecided(first: LedgerRow, later: LedgerRow) -> LedgerRow:
-    return replace(later, time=first.time)
+def _answer(request: _Item, result: object, error: BaseException | None = None) -> None:
+    """Settle a request's future on its loop (from the writer's thread)."""
+    _, future, loop, _ = request
+
+    def settle() -> None:
+        if future.done():  # the waiter was cancelled
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(settle)

@@ -95,7 +95,7 @@ class Gateway:
         self.recorder: LedgerWriter | None = None
         if s.ledger_days > 0:
             self.recorder = LedgerWriter(
-                self.ledger,
+                self.database,
                 capacity=s.ledger_queue,
                 days=s.ledger_days,
                 registry=self.metrics.registry,

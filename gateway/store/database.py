@@ -11,6 +11,11 @@ Errors:
 
 Every wait has a bound (``CALLGUARD_DATABASE_TIMEOUT``): connecting, a statement (PostgreSQL),
 the SQLite busy lock and a free connection in the pool.
+
+The ledger writer (:mod:`gateway.store.ledger_sink`) writes on a connection of its own, in a
+thread of its own, to the same database: :attr:`Database.sqlite_target` or
+:attr:`Database.postgres_dsn`, timed, counted and reported like a transaction (:meth:`timed`).
+An in-memory database is therefore SQLite's ``memdb``, shared by name within the process.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -77,9 +83,24 @@ class Database:
         self.metrics = DatabaseMetrics(registry)
         self._engine: AsyncEngine | None = None
         self._failure: str | None = None  # the last transaction's error, until one succeeds
-        # An in-memory database is one shared connection: its transactions take turns (the
-        # ledger writer's and a request's would otherwise meet inside one connection).
+        # An in-memory database is one shared connection: its transactions take turns (two
+        # requests' would otherwise meet inside one connection).
         self._turns = asyncio.Lock() if is_memory(url) else None
+        # Where another connection finds this database: (name, is a URI) for SQLite. In memory:
+        # SQLite's memdb, which every connection of this process that names it shares, with the
+        # usual locks (a plain ":memory:" would be a new empty database per connection).
+        self.sqlite_target: tuple[str, bool] | None = None
+        self.postgres_dsn: str | None = None
+        file = sqlite_file(url)
+        self._memdb = f"file:/callguard-{uuid.uuid4().hex}"
+        if is_memory(url):
+            self.sqlite_target = (f"{self._memdb}?vfs=memdb", True)
+        elif file is not None:
+            self.sqlite_target = (str(file), False)
+        else:
+            self.postgres_dsn = (
+                make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+            )
 
     @property
     def dialect(self) -> str:
@@ -130,18 +151,33 @@ class Database:
     ) -> AsyncIterator[AsyncConnection]:
         """One transaction, committed when the block ends; ``write`` takes SQLite's write lock
         at once, so a read-then-write never fails half-way on another writer."""
-        if self._engine is None:
-            raise DatabaseError(f"the database {self.shown} is not open")
-        started = time.perf_counter()
+        engine = self.require_open()
         turn = self._turns if self._turns is not None else contextlib.nullcontext()
-        try:
-            async with turn, self._engine.connect() as conn:
+        with self.timed(operation):
+            async with turn, engine.connect() as conn:
                 if write:
                     await conn.execution_options(callguard_write=True)
                 async with conn.begin():
                     yield conn
+
+    def require_open(self) -> AsyncEngine:
+        """The engine; :class:`DatabaseError` when closed: a closed database is not written
+        to, by a transaction or by the ledger writer's own connection."""
+        if self._engine is None:
+            raise DatabaseError(f"the database {self.shown} is not open")
+        return self._engine
+
+    @contextmanager
+    def timed(
+        self, operation: str, failures: tuple[type[BaseException], ...] = FAILURES
+    ) -> Iterator[None]:
+        """Time and count one operation; a failure becomes :class:`DatabaseError` and what
+        ``/healthz`` says until one succeeds. Any thread may use it (the ledger writer does)."""
+        started = time.perf_counter()
+        try:
+            yield
             self._failure = None
-        except FAILURES as err:
+        except failures as err:
             self.metrics.errors.labels(operation).inc()
             self._failure = f"database {operation} failed: {describe(err)}"
             raise DatabaseError(self._failure) from err
@@ -151,12 +187,13 @@ class Database:
     def _create_engine(self) -> AsyncEngine:
         url = make_url(self.url)
         options: dict[str, Any] = {}
-        if is_sqlite(self.url):
+        if self.sqlite_target is not None:
             url = url.set(drivername="sqlite+aiosqlite")
             # The busy timeout: how long a write waits for another connection's write lock.
             options["connect_args"] = {"timeout": self.timeout}
             if is_memory(self.url):
-                # One connection shared by all, or each would see its own empty database.
+                url = url.set(database=self._memdb, query={"uri": "true", "vfs": "memdb"})
+                # One connection held by the engine: the memdb lives while one is open.
                 options["poolclass"] = StaticPool
             else:
                 options.update(pool_size=self.pool_size, max_overflow=0, pool_timeout=self.timeout)

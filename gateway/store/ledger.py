@@ -1,6 +1,7 @@
 """The ledger of decided calls (table ``call_ledger``): written in batches by
-:class:`gateway.ledger.writer.LedgerWriter`, read by the report and the digest, trimmed by
-retention. Also the digest's claimed days (table ``ledger_digest``).
+:class:`gateway.ledger.writer.LedgerWriter` (through :mod:`gateway.store.ledger_sink`, off the
+event loop), read by the report and the digest, trimmed by retention. Also the digest's claimed
+days (table ``ledger_digest``).
 
 One row per call, keyed by (caller, call id). A later decision of the same call (the CRM data
 or the rules changed while it rang) updates the row's decision and keeps its time: the row says
@@ -9,29 +10,21 @@ what the popup showed last, at the time the call began. Times are UTC.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass
+import asyncio
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, delete, func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.store.database import Database
+from gateway.store.ledger_sink import PURGE_BATCH, LedgerSink, Row, open_sink
 from gateway.store.tables import call_ledger as table
 from gateway.store.tables import ledger_digest
 
-DECISION = (
-    "colour",
-    "rule",
-    "entity_type",
-    "entity_id",
-    "entity_title",
-    "owner_id",
-    "owner_name",
-)
-# Rows per DELETE in retention: short transactions, so writers never wait long.
-PURGE_BATCH = 1000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,42 +66,17 @@ class Ledger:
 
     async def write(self, rows: Sequence[LedgerRow], marks: Sequence[CallMark] = ()) -> None:
         """Record calls (one row per caller and call id in ``rows``) and then the marks, in
-        one transaction."""
-        async with self.database.transaction("ledger_write", write=True) as conn:
-            if rows:
-                insert = self._insert()
-                upsert = insert.on_conflict_do_update(
-                    index_elements=[table.c.caller_id, table.c.call_id],
-                    set_={name: insert.excluded[name] for name in DECISION},
-                )
-                await conn.execute(upsert, [_values(r) for r in rows])
-            # One statement per kind of mark, executed for all of them (executemany): a
-            # statement per mark cost the loop a round trip each.
-            where = and_(
-                table.c.caller_id == bindparam("m_caller"), table.c.call_id == bindparam("m_call")
-            )
-            ended = [
-                {"m_caller": m.caller_id, "m_call": m.call_id, "m_ended": m.ended_at}
-                for m in marks
-                if m.ended_at is not None
-            ]
-            if ended:
-                await conn.execute(
-                    update(table).where(where).values(ended_at=bindparam("m_ended")), ended
-                )
+        one transaction, now: through the statements the writer uses, on a connection of its
+        own in a worker thread (seeding, imports, tests)."""
+
+        def write(sink: LedgerSink) -> None:
+            ended = [(sink.stamp(m.ended_at), m.caller_id, m.call_id) for m in marks if m.ended_at]
             applied = [
-                {"m_caller": m.caller_id, "m_call": m.call_id, "m_latency": m.latency_ms}
-                for m in marks
-                if m.latency_ms is not None
+                (m.latency_ms, m.caller_id, m.call_id) for m in marks if m.latency_ms is not None
             ]
-            if applied:
-                # The first applied paint is the ring -> applied latency; later ones repaint.
-                await conn.execute(
-                    update(table)
-                    .where(where, table.c.latency_ms.is_(None))
-                    .values(latency_ms=bindparam("m_latency")),
-                    applied,
-                )
+            sink.write([_values(sink, r) for r in rows], ended, applied)
+
+        await asyncio.to_thread(self._with_sink, write)
 
     async def rows(
         self,
@@ -138,21 +106,7 @@ class Ledger:
 
     async def purge(self, before: datetime, batch: int = PURGE_BATCH) -> int:
         """Delete calls older than ``before``, ``batch`` rows per transaction; how many."""
-        deleted = 0
-        while True:
-            oldest = (
-                select(table.c.id)
-                .where(table.c.time < _utc(before))
-                .order_by(table.c.id)
-                .limit(batch)
-            )
-            async with self.database.transaction("ledger_purge", write=True) as conn:
-                ids = list((await conn.execute(oldest)).scalars())
-                if ids:
-                    await conn.execute(delete(table).where(table.c.id.in_(ids)))
-            deleted += len(ids)
-            if len(ids) < batch:
-                return deleted
+        return await asyncio.to_thread(self._with_sink, lambda sink: sink.purge(before, batch))
 
     async def count(self) -> int:
         async with self.database.transaction("ledger_read") as conn:
@@ -166,15 +120,33 @@ class Ledger:
             done = await conn.execute(insert.on_conflict_do_nothing())
             return bool(done.rowcount)
 
-    def _insert(self) -> Any:
-        dialect = postgresql if self.database.dialect == "postgresql" else sqlite
-        return dialect.insert(table)
+    def _with_sink(self, work: Callable[[LedgerSink], T]) -> T:
+        sink = open_sink(self.database)
+        try:
+            return work(sink)
+        finally:
+            sink.close()
 
 
-def _values(row: LedgerRow) -> dict[str, Any]:
-    values = asdict(row)
-    values["time"] = _utc(row.time)
-    return values
+def _values(sink: LedgerSink, row: LedgerRow) -> Row:
+    """``row`` in the order of :data:`gateway.store.ledger_sink.COLUMNS`."""
+    return (
+        sink.stamp(row.time),
+        row.call_id,
+        row.caller_id,
+        row.direction,
+        row.source,
+        row.colour,
+        row.rule,
+        row.entity_type,
+        row.entity_id,
+        row.entity_title,
+        row.owner_id,
+        row.owner_name,
+        row.phone_last4,
+        None if row.ended_at is None else sink.stamp(row.ended_at),
+        row.latency_ms,
+    )
 
 
 def _row(found: dict[str, Any]) -> LedgerRow:

@@ -1,7 +1,8 @@
 """The gateway under load, in a child process of the load generator
 (:mod:`gateway.tools.loadtest`).
 
-``python -m gateway.tools.loadserver [--no-tune-gc] [--deflate] [--heartbeat S] [--bare]``
+``python -m gateway.tools.loadserver [--no-tune-gc] [--deflate] [--heartbeat S] [--bare]
+[--database-url URL]``
 serves a gateway (or, with ``--bare``, the bare push server of :mod:`gateway.tools.bare`) on a
 free loopback port, prints ``{"port": N}``, then answers ``stats`` / ``reset`` /
 ``quit`` on stdin with one JSON line on stdout: its memory, the event loop's worst stall
@@ -27,10 +28,18 @@ API_KEY = "loadtest-api-key-0123456789"
 class ServerProcess:
     """The gateway under test, in a child process driven over stdin/stdout."""
 
-    def __init__(self, tune_gc: bool, deflate: bool, heartbeat: float, bare: bool = False) -> None:
+    def __init__(
+        self,
+        tune_gc: bool,
+        deflate: bool,
+        heartbeat: float,
+        bare: bool = False,
+        database_url: str = "",
+    ) -> None:
         self.flags = ["--tune-gc" if tune_gc else "--no-tune-gc", "--heartbeat", str(heartbeat)]
         self.flags += ["--deflate"] if deflate else []
         self.flags += ["--bare"] if bare else []
+        self.flags += ["--database-url", database_url] if database_url else []
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
 
@@ -80,22 +89,31 @@ def _rss_kb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 1024.0
 
 
-def child(tune_gc: bool, deflate: bool, heartbeat: float = 20.0, bare: bool = False) -> None:
+def child(
+    tune_gc: bool,
+    deflate: bool,
+    heartbeat: float = 20.0,
+    bare: bool = False,
+    database_url: str = "",
+) -> None:
     import uvloop
 
     from gateway.run.server import raise_fd_limit
 
     raise_fd_limit()
-    uvloop.run(_child(tune_gc, deflate, heartbeat, bare))
+    uvloop.run(_child(tune_gc, deflate, heartbeat, bare, database_url))
 
 
-async def _child(tune_gc: bool, deflate: bool, heartbeat: float, bare: bool) -> None:
+async def _child(
+    tune_gc: bool, deflate: bool, heartbeat: float, bare: bool, database_url: str
+) -> None:
     import socket
 
     import uvicorn
 
     from gateway.run.config import Settings
     from gateway.run.server import serve, uvicorn_config
+    from gateway.store.url import MEMORY_URL
     from gateway.tools.bare import bare_app
     from gateway.web.app import create_app
 
@@ -112,6 +130,9 @@ async def _child(tune_gc: bool, deflate: bool, heartbeat: float, bare: bool) -> 
         # A few load-test tabs may stand for many managers: the per-tab call rate is not measured.
         tab_call_rate=1000.0,
         ledger_days=int(os.environ.get("CALLGUARD_LEDGER_DAYS", "365")),  # 0: the ledger off
+        # A flag, not CALLGUARD_DATABASE_URL: a load test must never write to the database an
+        # operator's environment names. Unset: a database that dies with the process.
+        database_url=database_url or MEMORY_URL,
     )
     app = bare_app() if bare else create_app(settings)
     probed = app.state.bare if bare else app.state.gateway  # both have tabs, lag and gc
@@ -150,8 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deflate", action="store_true")
     parser.add_argument("--heartbeat", type=float, default=20.0)
     parser.add_argument("--bare", action="store_true", help="the bare push server instead")
+    parser.add_argument("--database-url", default="", help="the ledger's database (in memory)")
     args = parser.parse_args(argv)
-    child(args.tune_gc, args.deflate, args.heartbeat, args.bare)
+    child(args.tune_gc, args.deflate, args.heartbeat, args.bare, args.database_url)
     return 0
 
 

@@ -52,6 +52,7 @@ class Plan:
     secret: str = SECRET  # signs the tabs' tokens: the target's CALLGUARD_SECRET
     api_key: str = API_KEY  # the target's CALLGUARD_API_KEY
     settle: float = 3.0  # idle after connecting, as tabs are between calls
+    database_url: str = ""  # the started gateway's database; "": one in its memory
 
 
 @dataclass(slots=True)
@@ -220,7 +221,9 @@ async def run(plan: Plan, phones: Sequence[str]) -> Run:
     if plan.url:
         server = RemoteGateway(plan.url)
     else:
-        server = ServerProcess(plan.tune_gc, plan.deflate, plan.heartbeat, plan.bare)
+        server = ServerProcess(
+            plan.tune_gc, plan.deflate, plan.heartbeat, plan.bare, plan.database_url
+        )
     result = Run(plan)
     freezer: asyncio.Task[None] | None = None
     await server.start()

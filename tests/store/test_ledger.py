@@ -8,8 +8,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from gateway.store.database import Database
+from gateway.store.database import Database, DatabaseError
 from gateway.store.ledger import CallMark, Ledger, LedgerRow, TooManyRows
+from gateway.store.url import MEMORY_URL
 
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 
@@ -107,3 +108,25 @@ async def test_a_digest_day_is_claimed_once(database_url: str) -> None:
     finally:
         for db in dbs:
             await db.close()
+
+
+async def test_an_in_memory_database_is_one_for_the_engine_and_the_writers_connection() -> None:
+    """Writes go through a connection of their own (gateway.store.ledger_sink); in memory, that
+    connection must find the engine's database, and another Database must not."""
+    first, second = Database(MEMORY_URL), Database(MEMORY_URL)
+    await first.open()
+    await second.open()
+    try:
+        await Ledger(first).write([row("c1")], [CallMark("7", "c1", latency_ms=9.0)])
+        (found,) = await Ledger(first).rows(T0, T0 + timedelta(days=1))
+        assert (found.call_id, found.latency_ms) == ("c1", 9.0)
+        assert await Ledger(second).count() == 0
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_closed_database_is_not_written(database_url: str) -> None:
+    db = Database(database_url)
+    with pytest.raises(DatabaseError, match="is not open"):
+        await Ledger(db).write([row("c1")])

@@ -1,0 +1,273 @@
+"""The ledger's write side, for a thread of its own (:mod:`gateway.ledger.writer`): a connection
+that thread alone uses, and plain ``executemany`` of four fixed statements, so that no part of a
+write runs on the event loop and little Python runs at all (SQLAlchemy's compiling and binding
+cost the loop ~45 µs a call).
+
+- SQLite: the standard library's ``sqlite3``, whose calls let go of the GIL while SQLite works;
+  written in chunks with a pause between them, so the event loop gets the GIL when it needs it
+  (:data:`CHUNK`).
+- PostgreSQL: asyncpg, the gateway's driver already, on an event loop private to the thread
+  (a batch is one round trip, during which the GIL is free).
+  A synchronous driver (psycopg) would be a second PostgreSQL driver to install and keep, and
+  fast only with libpq or its binary wheel; asyncpg encodes a batch in C and pipelines it.
+
+Rows are tuples of :data:`COLUMNS`, times UTC datetimes. A connection broken under the sink (the
+server restarted) costs one retry on a new one, not the batch. Failures come out as
+:class:`gateway.store.database.DatabaseError`: one line, no SQL, no parameters; timed and counted
+like any transaction (``callguard_database_seconds``, ``callguard_database_errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
+
+import asyncpg
+
+from gateway.store.database import Database
+from gateway.store.tables import call_ledger
+
+# The order of a row's values: the table's columns but "id" (the database's), that is time,
+# call_id, caller_id, direction, source, colour, rule, entity_type, entity_id, entity_title,
+# owner_id, owner_name, phone_last4, ended_at, latency_ms.
+COLUMNS = tuple(c.name for c in call_ledger.columns if not c.primary_key)
+# What a later decision of a recorded call changes: the row says what the popup showed last, at
+# the time the call began.
+DECISION = ("colour", "rule", "entity_type", "entity_id", "entity_title", "owner_id", "owner_name")
+# Rows per DELETE in retention: short transactions, so writers never wait long.
+PURGE_BATCH = 1000
+# A thread that lets go of the GIL only for a moment (one SQLite step, a few microseconds) takes
+# it back before the event loop's thread, woken by that, runs: the loop then waits for the whole
+# batch, or for the interpreter's switch interval (5 ms). So the thread works in chunks of CHUNK
+# statements (or rows to build) and sleeps PAUSE between two, long enough for a waiting loop to
+# take the GIL. bench/ledger_gil.py, at 50 times the usual write rate, median p99 of the loop's
+# wake-up delay: SQLite file 2.1 ms with one executemany a batch, 0.48 in chunks, 0.42 with no
+# writer (in memory 0.67, 0.38 and 0.13).
+CHUNK = 16
+PAUSE = 0.0002
+
+Row = tuple[Any, ...]
+Ended = tuple[Any, str, str]  # (ended_at, caller_id, call_id)
+Applied = tuple[float, str, str]  # (latency_ms, caller_id, call_id)
+
+FAILURES = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+T = TypeVar("T")
+
+
+class LedgerSink(Protocol):
+    def stamp(self, moment: datetime) -> Any:
+        """``moment`` as this database's driver takes a time."""
+        ...
+
+    def write(
+        self, rows: Sequence[Row], ended: Sequence[Ended] = (), applied: Sequence[Applied] = ()
+    ) -> None:
+        """One transaction: ``rows`` (one per caller and call), then the marks."""
+        ...
+
+    def purge(self, before: datetime, batch: int = PURGE_BATCH) -> int:
+        """Delete calls older than ``before``, ``batch`` per transaction; how many."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def pause() -> None:
+    """Let go of the GIL long enough for the event loop's thread to take it, if it waits."""
+    time.sleep(PAUSE)
+
+
+def open_sink(database: Database) -> LedgerSink:
+    """A sink on ``database``; it connects on first use, in the thread that uses it."""
+    if database.sqlite_target is not None:
+        return SqliteSink(database)
+    return PostgresSink(database)
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+class _Statements:
+    def __init__(self, mark: Callable[[int], str]) -> None:
+        table = _q(call_ledger.name)
+        names = ", ".join(_q(c) for c in COLUMNS)
+        values = ", ".join(mark(i) for i in range(1, len(COLUMNS) + 1))
+        changes = ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in DECISION)
+        key = f'"caller_id" = {mark(2)} AND "call_id" = {mark(3)}'
+        self.upsert = (
+            f"INSERT INTO {table} ({names}) VALUES ({values}) "
+            f'ON CONFLICT ("caller_id", "call_id") DO UPDATE SET {changes}'
+        )
+        self.ended = f'UPDATE {table} SET "ended_at" = {mark(1)} WHERE {key}'
+        # The first applied paint is the ring -> applied latency; later ones repaint.
+        self.applied = (
+            f'UPDATE {table} SET "latency_ms" = {mark(1)} WHERE {key} AND "latency_ms" IS NULL'
+        )
+        self.purge = (
+            f'DELETE FROM {table} WHERE "id" IN (SELECT "id" FROM {table} '
+            f'WHERE "time" < {mark(1)} ORDER BY "id" LIMIT {mark(2)})'
+        )
+
+
+class SqliteSink:
+    statements = _Statements(lambda i: "?")
+
+    def __init__(self, database: Database) -> None:
+        assert database.sqlite_target is not None
+        self.database = database
+        self._conn: sqlite3.Connection | None = None
+
+    def stamp(self, moment: datetime) -> str:
+        # As SQLAlchemy stores a DateTime in SQLite, so that the report reads these rows back.
+        return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    def write(
+        self, rows: Sequence[Row], ended: Sequence[Ended] = (), applied: Sequence[Applied] = ()
+    ) -> None:
+        self.database.require_open()
+        with self.database.timed("ledger_write", FAILURES):
+            conn = self._connection()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                self._many(conn, self.statements.upsert, rows)
+                self._many(conn, self.statements.ended, ended)
+                self._many(conn, self.statements.applied, applied)
+                conn.execute("COMMIT")
+            except BaseException:
+                self._rollback(conn)
+                raise
+
+    def purge(self, before: datetime, batch: int = PURGE_BATCH) -> int:
+        self.database.require_open()
+        deleted = 0
+        while True:
+            with self.database.timed("ledger_purge", FAILURES):
+                conn = self._connection()
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    done = conn.execute(self.statements.purge, (self.stamp(before), batch))
+                    conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback(conn)
+                    raise
+            deleted += done.rowcount
+            if done.rowcount < batch:
+                return deleted
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            assert self.database.sqlite_target is not None
+            name, uri = self.database.sqlite_target
+            # isolation_level None: the transactions are the ones written here, nothing implicit.
+            self._conn = sqlite3.connect(
+                name, uri=uri, timeout=self.database.timeout, isolation_level=None
+            )
+        return self._conn
+
+    @staticmethod
+    def _many(conn: sqlite3.Connection, statement: str, values: Sequence[tuple[Any, ...]]) -> None:
+        for start in range(0, len(values), CHUNK):
+            if start:
+                pause()
+            conn.executemany(statement, values[start : start + CHUNK])
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # the failure being raised says more
+                conn.execute("ROLLBACK")
+
+
+class PostgresSink:
+    statements = _Statements(lambda i: f"${i}")
+
+    def __init__(self, database: Database) -> None:
+        assert database.postgres_dsn is not None
+        self.database = database
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: asyncpg.Connection | None = None
+
+    def stamp(self, moment: datetime) -> datetime:
+        return moment.astimezone(UTC)
+
+    def write(
+        self, rows: Sequence[Row], ended: Sequence[Ended] = (), applied: Sequence[Applied] = ()
+    ) -> None:
+        async def run(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                if rows:
+                    await conn.executemany(self.statements.upsert, rows)
+                if ended:
+                    await conn.executemany(self.statements.ended, ended)
+                if applied:
+                    await conn.executemany(self.statements.applied, applied)
+
+        self.database.require_open()
+        with self.database.timed("ledger_write", FAILURES):
+            self._run(run)
+
+    def purge(self, before: datetime, batch: int = PURGE_BATCH) -> int:
+        async def run(conn: asyncpg.Connection) -> int:
+            status = await conn.execute(self.statements.purge, self.stamp(before), batch)
+            return int(status.split()[-1])  # "DELETE n"
+
+        self.database.require_open()
+        deleted = 0
+        while True:
+            with self.database.timed("ledger_purge", FAILURES):
+                done = self._run(run)
+            deleted += done
+            if done < batch:
+                return deleted
+
+    def close(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        conn, self._conn = self._conn, None
+        try:
+            if conn is not None and not conn.is_closed():
+                try:
+                    loop.run_until_complete(conn.close(timeout=self.database.timeout))
+                except FAILURES:
+                    conn.terminate()  # the server is gone or slow: just drop the socket
+        finally:
+            loop.close()
+
+    def _run(self, work: Callable[[asyncpg.Connection], Coroutine[Any, Any, T]]) -> T:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(self._with_connection(work))
+
+    async def _with_connection(
+        self, work: Callable[[asyncpg.Connection], Coroutine[Any, Any, T]]
+    ) -> T:
+        fresh = self._conn is None or self._conn.is_closed()
+        if fresh:
+            self._conn = await self._connect()
+        assert self._conn is not None
+        try:
+            return await work(self._conn)
+        except FAILURES:
+            if fresh or not self._conn.is_closed():
+                raise
+        # The connection broke under us (a restarted server): once more, on a new one.
+        self._conn = await self._connect()
+        return await work(self._conn)
+
+    async def _connect(self) -> asyncpg.Connection:
+        timeout = self.database.timeout
+        return await asyncpg.connect(
+            self.database.postgres_dsn, timeout=timeout, command_timeout=timeout
+        )
