@@ -1,12 +1,15 @@
 """The gateway under load, in a child process of the load generator
 (:mod:`gateway.tools.loadtest`).
 
-``python -m gateway.tools.loadserver [--no-tune-gc] [--deflate] [--heartbeat S] [--bare]``
-serves a gateway (or, with ``--bare``, the bare push server of :mod:`gateway.tools.bare`) on a
-free loopback port, prints ``{"port": N}``, then answers ``stats`` / ``reset`` /
-``quit`` on stdin with one JSON line on stdout: its memory, the event loop's worst stall
-(:class:`gateway.run.probes.LagProbe`) and the longest GC pause. Apart from the generator so that
-each gets a core, and so that the generator's own sockets never show in the server's figures.
+``python -m gateway.tools.loadserver [--no-tune-gc] [--deflate] [--heartbeat S] [--bare]
+[--redis-url URL --redis-prefix P]`` serves a gateway (or, with ``--bare``, the bare push server
+of :mod:`gateway.tools.bare`) on a free loopback port, with ``--redis-url`` as one of several
+processes sharing Redis (``CALLGUARD_REDIS_URL``: :mod:`gateway.live.fanout`). It prints
+``{"port": N}`` once ready, then answers ``stats`` / ``reset`` / ``quit`` on stdin with one JSON
+line on stdout: its memory, the event loop's worst stall
+(:class:`gateway.run.probes.LagProbe`), the longest GC pause and, sharing Redis, the fanout's
+health. Apart from the generator so that each gets a core, and so that the generator's own
+sockets never show in the server's figures.
 """
 
 from __future__ import annotations
@@ -22,15 +25,25 @@ from typing import Any
 
 SECRET = "loadtest-secret-0123456789abcdef-0123456789"
 API_KEY = "loadtest-api-key-0123456789"
+REDIS_WAIT = 10.0  # seconds a process sharing Redis waits to subscribe before it says it is ready
 
 
 class ServerProcess:
     """The gateway under test, in a child process driven over stdin/stdout."""
 
-    def __init__(self, tune_gc: bool, deflate: bool, heartbeat: float, bare: bool = False) -> None:
+    def __init__(
+        self,
+        tune_gc: bool,
+        deflate: bool,
+        heartbeat: float,
+        bare: bool = False,
+        redis: tuple[str, str] | None = None,  # (URL, key prefix): processes sharing Redis
+    ) -> None:
         self.flags = ["--tune-gc" if tune_gc else "--no-tune-gc", "--heartbeat", str(heartbeat)]
         self.flags += ["--deflate"] if deflate else []
         self.flags += ["--bare"] if bare else []
+        if redis is not None:
+            self.flags += ["--redis-url", redis[0], "--redis-prefix", redis[1]]
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
 
@@ -80,21 +93,29 @@ def _rss_kb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 1024.0
 
 
-def child(tune_gc: bool, deflate: bool, heartbeat: float = 20.0, bare: bool = False) -> None:
+def child(
+    tune_gc: bool,
+    deflate: bool,
+    heartbeat: float = 20.0,
+    bare: bool = False,
+    redis: tuple[str, str] | None = None,
+) -> None:
     import uvloop
 
     from gateway.run.server import raise_fd_limit
 
     raise_fd_limit()
-    uvloop.run(_child(tune_gc, deflate, heartbeat, bare))
+    uvloop.run(_child(tune_gc, deflate, heartbeat, bare, redis))
 
 
-async def _child(tune_gc: bool, deflate: bool, heartbeat: float, bare: bool) -> None:
+async def _child(
+    tune_gc: bool, deflate: bool, heartbeat: float, bare: bool, redis: tuple[str, str] | None
+) -> None:
     import socket
 
     import uvicorn
 
-    from gateway.run.config import Settings
+    from gateway.run.config import DEFAULT_REDIS_PREFIX, Settings
     from gateway.run.server import serve, uvicorn_config
     from gateway.tools.bare import bare_app
     from gateway.web.app import create_app
@@ -112,6 +133,8 @@ async def _child(tune_gc: bool, deflate: bool, heartbeat: float, bare: bool) -> 
         # A few load-test tabs may stand for many managers: the per-tab call rate is not measured.
         tab_call_rate=1000.0,
         ledger_days=int(os.environ.get("CALLGUARD_LEDGER_DAYS", "365")),  # 0: the ledger off
+        redis_url=redis[0] if redis is not None else None,
+        redis_prefix=redis[1] if redis is not None else DEFAULT_REDIS_PREFIX,
     )
     app = bare_app() if bare else create_app(settings)
     probed = app.state.bare if bare else app.state.gateway  # both have tabs, lag and gc
@@ -120,6 +143,13 @@ async def _child(tune_gc: bool, deflate: bool, heartbeat: float, bare: bool) -> 
     started = asyncio.Event()
     serving = asyncio.ensure_future(serve(server, sockets=[sock], tune_gc=tune_gc, started=started))
     await started.wait()
+    shared = None if bare else probed.shared
+    if shared is not None:
+        # Ready means subscribed: a paint published by a sibling before that would be lost to
+        # this process's tabs. Redis down: start anyway, the stats say so ("fanout").
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REDIS_WAIT):
+                await shared.wait_until(lambda fanout: fanout.connected)
     print(json.dumps({"port": port}), flush=True)
     reader = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
@@ -127,7 +157,7 @@ async def _child(tune_gc: bool, deflate: bool, heartbeat: float, bare: bool) -> 
     while command := (await reader.readline()).decode().strip():
         if command == "quit":
             break
-        stats = {
+        stats: dict[str, object] = {
             "rss_kb": _rss_kb(),
             "tabs": probed.tabs.count if not bare else probed.count,
             "stall_ms": probed.lag.worst * 1000.0,
@@ -135,6 +165,8 @@ async def _child(tune_gc: bool, deflate: bool, heartbeat: float, bare: bool) -> 
             "gc_generation": probed.gc.worst_generation,
             "collections": probed.gc.collections,
         }
+        if shared is not None:  # sharing Redis: connected? frames dropped on the way?
+            stats["fanout"] = shared.health()
         if command == "reset":
             probed.lag.reset()
             probed.gc.reset()
@@ -150,8 +182,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deflate", action="store_true")
     parser.add_argument("--heartbeat", type=float, default=20.0)
     parser.add_argument("--bare", action="store_true", help="the bare push server instead")
+    parser.add_argument("--redis-url", default="", help="share this Redis with other processes")
+    parser.add_argument("--redis-prefix", default="callguard:", help="with --redis-url: its keys")
     args = parser.parse_args(argv)
-    child(args.tune_gc, args.deflate, args.heartbeat, args.bare)
+    redis = (args.redis_url, args.redis_prefix) if args.redis_url else None
+    child(args.tune_gc, args.deflate, args.heartbeat, args.bare, redis)
     return 0
 
 
