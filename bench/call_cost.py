@@ -223,8 +223,7 @@ async def measure(calls: int, ledger_days: int = 365) -> list[str]:
 
         # The end_call in each whole run is not part of a call's cost: time it alone.
         async def end_only(i: int) -> None:
-            gateway.calls.submit(USER, f"e{i}", phones[i % n], source="ws")
-            await gateway.calls.idle()
+            await gateway.calls.start_call(USER, f"e{i}", phones[i % n], source="ws")
             await settle(tab)
             started = time.process_time()
             await gateway.calls.end_call(USER, f"e{i}")

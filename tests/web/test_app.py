@@ -301,7 +301,6 @@ class TestApiCalls:
             paint = ws.receive_json()
             assert (paint["call_id"], paint["colour"]) == ("p1", "red")
 
-
     def test_every_answer_is_json_with_its_length_and_nosniff(self, client: TestClient) -> None:
         """The route is a plain ASGI handler (gateway/web/callapi.py): the headers the Starlette
         endpoint and the middleware gave, it gives itself."""
