@@ -70,23 +70,14 @@ class CachedDirectory:
         self._recent: OrderedDict[str, None] = OrderedDict()  # numbers this process cached, LRU
 
     def held(self, phone: str) -> Findings | None:
-        """The findings of ``phone`` if this process holds them decoded and fresh, at once (a
-        cache hit); else None (ask :meth:`lookup`). With a shared backend nothing is held."""
-        findings = self._fresh(phone)
-        if findings is not None:
-            m.cache_hits.inc()
-        return findings
-
-    def holds(self, phone: str) -> bool:
-        """:meth:`held` would answer ``phone``; not counted as a hit."""
-        return self._fresh(phone) is not None
-
-    def _fresh(self, phone: str) -> Findings | None:
+        """The findings of ``phone`` if this process holds them decoded and fresh (a cache hit);
+        else None. With a shared backend nothing is held."""
         if self._near is None or (near := self._near.get(phone)) is None:
             return None
         if near[0] <= time.monotonic():
             del self._near[phone]
             return None
+        m.cache_hits.inc()
         return near[1]
 
     async def lookup(self, phone: str) -> Findings:

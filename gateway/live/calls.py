@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from gateway.crm import Directory
 from gateway.crm.budget import background, for_user
-from gateway.crm.cache import CachedDirectory
 from gateway.live import wire
 from gateway.run.metrics import Metrics
 from rules.decide import decide, none_decision
@@ -136,10 +135,6 @@ class Calls:
         self._outcomes = {o: metrics.lookups.labels(o) for o in ("ok", "late", "error")}
         self._painted = {c: metrics.decisions.labels(c) for c in (*policy.colours, NONE)}
         self._decisions: dict[tuple[int, str], tuple[Findings, Decision]] = {}
-        # Numbers the cache holds decoded in this process are decided without a lookup.
-        cache = directory if isinstance(directory, CachedDirectory) else None
-        self._held = cache.held if cache is not None else None
-        self._holds = cache.holds if cache is not None else None
 
     # -- entry points (tabs, POST /api/calls, portal webhooks) -------------------------------
 
@@ -214,19 +209,21 @@ class Calls:
         loop): a warm number is painted before this returns, any other in the background. An
         invalid phone still raises here, at once."""
         event = self.event(user_id, call_id, phone, direction, source, lang)
-        work = self.begin(event, only_if_unpainted=only_if_unpainted)
-        if self._holds is None or not self._holds(event.phone):
+        held = self.directory.held(event.phone)
+        work = self.begin(event, only_if_unpainted=only_if_unpainted, held=held)
+        if held is None:
             self._track(work)
             return
-        # Warm: nothing to wait for, so a task would only add its cost (~3 us of a ~17 us
-        # call, bench/call_cost.py). As in a task, a failing call does not end the caller.
+        # Warm: a task would only add its cost (~3 us a call). A failure ends no tab, as in one.
         try:
             await work
         except Exception:
             log.exception("call %s of user %s failed", call_id, user_id)
 
-    async def begin(self, event: CallEvent, *, only_if_unpainted: bool = False) -> Paint | None:
-        """:meth:`start_call` for an event already made (its phone already normalised)."""
+    async def begin(
+        self, event: CallEvent, *, only_if_unpainted: bool = False, held: Findings | None = None
+    ) -> Paint | None:
+        """:meth:`start_call` for an event already made; ``held``: findings already at hand."""
         user_id, call_id = event.user_id, event.call_id
         user_calls = self._calls.setdefault(user_id, {})
         call = user_calls.get(call_id)
@@ -243,7 +240,7 @@ class Calls:
         else:
             call.event = event
             call.generation += 1
-        return await self._paint(call, call.generation)
+        return await self._paint(call, call.generation, held)
 
     async def end_call(self, user_id: str, call_id: str) -> bool:
         """End a call and clear it on the user's tabs; False when it was not known."""
@@ -326,9 +323,11 @@ class Calls:
 
     # -- the pipeline ------------------------------------------------------------------------
 
-    async def _paint(self, call: _Call, generation: int) -> Paint | None:
+    async def _paint(
+        self, call: _Call, generation: int, held: Findings | None = None
+    ) -> Paint | None:
         event = call.event
-        decision = await self._decide(event)
+        decision = await self._decide(event, held)
         user_calls = self._calls.get(event.user_id)
         if user_calls is None or user_calls.get(event.call_id) is not call:
             return None  # ended while we looked it up
@@ -343,11 +342,10 @@ class Calls:
             self.ledger.record(paint)
         return paint
 
-    async def _decide(self, event: CallEvent) -> Decision:
-        held = self._held(event.phone) if self._held is not None else None
+    async def _decide(self, event: CallEvent, held: Findings | None = None) -> Decision:
+        held = self.directory.held(event.phone) if held is None else held
         if held is not None:
-            # A warm number: nothing to wait for, so no deadline and no budget lane to set up
-            # and tear down (~5 us of a ~22 us call, bench/call_cost.py).
+            # Warm: nothing to wait for, so no deadline or budget lane to set up (~5 us a call).
             self.metrics.lookup_seconds.observe(0.0)
             self._outcomes["ok"].inc()
             return self._decided(held, event.user_id)
