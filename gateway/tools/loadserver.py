@@ -6,7 +6,7 @@
 of :mod:`gateway.tools.bare`) on a free loopback port, with ``--redis-url`` as one of several
 processes sharing Redis (``CALLGUARD_REDIS_URL``: :mod:`gateway.live.fanout`). It prints
 ``{"port": N}`` once ready, then answers ``stats`` / ``reset`` / ``quit`` on stdin with one JSON
-line on stdout: its memory, the event loop's worst stall
+line on stdout: its memory, CPU time, the event loop's worst stall
 (:class:`gateway.run.probes.LagProbe`), the longest GC pause and, sharing Redis, the fanout's
 health. Apart from the generator so that each gets a core, and so that the generator's own
 sockets never show in the server's figures.
@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -85,6 +86,35 @@ class ServerProcess:
             raise RuntimeError("the gateway under test exited")
         doc: dict[str, Any] = json.loads(raw)
         return doc
+
+
+class CpuMeter:
+    """CPU microseconds one call costs the server under test: its process's CPU time over a
+    phase of calls, less what it spends idle in as long (heartbeat pings to thousands of tabs,
+    probes), divided by the calls. The machine's other work hardly changes it, where latencies
+    follow whatever else runs beside (on a shared machine CPU time still grows a little: caches
+    and cores are shared too)."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.idle_per_second = 0.0
+        self._cpu = self._started = 0.0
+
+    async def idle(self, seconds: float) -> None:
+        """Measure the idle CPU: no calls for ``seconds``."""
+        await self.start()
+        await asyncio.sleep(seconds)
+        stats = await self.server.command("stats")
+        self.idle_per_second = (stats["cpu_s"] - self._cpu) / (time.perf_counter() - self._started)
+
+    async def start(self) -> None:
+        self._cpu = (await self.server.command("stats"))["cpu_s"]
+        self._started = time.perf_counter()
+
+    def per_call(self, stats: dict[str, Any], calls: int) -> float:
+        """From :meth:`start` to ``stats`` (the server's, taken after the phase)."""
+        idle = self.idle_per_second * (time.perf_counter() - self._started)
+        return float(stats["cpu_s"] - self._cpu - idle) / max(1, calls) * 1e6
 
 
 def _rss_kb() -> float:
@@ -164,6 +194,9 @@ async def _child(
             "gc_ms": probed.gc.worst * 1000.0,
             "gc_generation": probed.gc.worst_generation,
             "collections": probed.gc.collections,
+            # CPU seconds this process used so far: per call, the load on the machine hardly
+            # changes it, where latency figures follow whatever else runs beside.
+            "cpu_s": time.process_time(),
         }
         if shared is not None:  # sharing Redis: connected? frames dropped on the way?
             stats["fanout"] = shared.health()
