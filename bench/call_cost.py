@@ -14,8 +14,12 @@ latency. Stages of one call:
 "whole" runs the real thing end to end: the ``/ws`` frame handler and ``POST /api/calls`` through
 the app, until the paint reached the tab's socket; "glue" is what the whole ws call costs beyond
 its stages (tasks, timers, call state, metrics), "http intake" what ``POST`` costs beyond the ws
-frame. All on uvloop, the server's loop (figures before 2026-12-03 were on asyncio's own loop). The bare server does only what any push server must:
-parse the JSON, look the user's tab up, encode and send one frame (no auth, lookup or rules).
+frame. All on uvloop, the server's loop (the first figures of issue 11 were on asyncio's own).
+The bare server does only what any push server must: parse the JSON, look the user's tab up,
+encode and send one frame (no auth, lookup or rules).
+
+No network here: the real servers' CPU per call, sockets included, is what bench/throughput.py
+prints ("server CPU"), and it is an order of magnitude more.
 
     .venv/bin/python bench/call_cost.py [--calls 20000]
 """
