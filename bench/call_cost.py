@@ -12,8 +12,14 @@ latency. Stages of one call:
     deliver    to the user's tab: fan-out, the tab's outbox, the send (to a socket that drops it)
 
 "whole" runs the real thing end to end: the ``/ws`` frame handler and ``POST /api/calls`` through
-the app, until the paint reached the tab. The bare server does only what any push server must:
-parse the JSON, look the user's tab up, encode and send one frame (no auth, lookup or rules).
+the app, until the paint reached the tab's socket; "glue" is what the whole ws call costs beyond
+its stages (tasks, timers, call state, metrics), "http intake" what ``POST`` costs beyond the ws
+frame. All on uvloop, the server's loop (the first figures of issue 11 were on asyncio's own).
+The bare server does only what any push server must: parse the JSON, look the user's tab up,
+encode and send one frame (no auth, lookup or rules).
+
+No network here: the real servers' CPU per call, sockets included, is what bench/throughput.py
+prints ("server CPU"), and it is an order of magnitude more.
 
     .venv/bin/python bench/call_cost.py [--calls 20000]
 """
@@ -30,10 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.live import wire
+from gateway.live.socket import _handle
 from gateway.live.tabs import Tab
 from gateway.run.config import Settings
 from gateway.web.app import create_app
@@ -76,6 +84,13 @@ async def acpu_us(repeat: int, step: Callable[[int], Awaitable[object]]) -> floa
 async def settle(tab: Tab) -> None:
     """Let the tab's sender task run until the outbox is empty."""
     while len(tab.outbox) or tab._sender is not None:  # noqa: ASYNC110 - an Event would add wakeups to a CPU figure
+        await asyncio.sleep(0)
+
+
+async def sent_after(before: int) -> None:
+    """Wait until the socket got a frame more than ``before``: the paint of a call whose decision
+    may run in a task of its own."""
+    while NullSocket.sent <= before:  # noqa: ASYNC110 - as settle: no wakeups of its own
         await asyncio.sleep(0)
 
 
@@ -145,7 +160,12 @@ def bare_app(tabs: dict[str, Tab]) -> Any:
 
 async def measure(calls: int, ledger_days: int = 365) -> list[str]:
     settings = Settings(
-        secret=SECRET, api_key=API_KEY, host="127.0.0.1", port=0, ledger_days=ledger_days
+        secret=SECRET,
+        api_key=API_KEY,
+        host="127.0.0.1",
+        port=0,
+        ledger_days=ledger_days,
+        tab_call_rate=1e9,  # one tab sends every call here
     )
     app = create_app(settings)
     gateway = app.state.gateway
@@ -184,10 +204,9 @@ async def measure(calls: int, ledger_days: int = 365) -> list[str]:
         async def whole_ws(i: int) -> None:
             call_id = f"w{i}"
             frame = orjson.dumps({"type": "call", "call_id": call_id, "phone": phones[i % n]})
-            decoded = wire.decode(frame.decode(), 4096)
-            assert isinstance(decoded, wire.CallFrame)
-            gateway.calls.submit(USER, call_id, decoded.phone, source="ws")
-            await gateway.calls.idle()
+            before = NullSocket.sent
+            await _handle(gateway, tab, frame.decode(), "ru")  # the /ws receive loop's handler
+            await sent_after(before)
             await settle(tab)
             await gateway.calls.end_call(USER, call_id)
             await settle(tab)
@@ -208,8 +227,7 @@ async def measure(calls: int, ledger_days: int = 365) -> list[str]:
 
         # The end_call in each whole run is not part of a call's cost: time it alone.
         async def end_only(i: int) -> None:
-            gateway.calls.submit(USER, f"e{i}", phones[i % n], source="ws")
-            await gateway.calls.idle()
+            await gateway.calls.start_call(USER, f"e{i}", phones[i % n], source="ws")
             await settle(tab)
             started = time.process_time()
             await gateway.calls.end_call(USER, f"e{i}")
@@ -246,7 +264,9 @@ async def measure(calls: int, ledger_days: int = 365) -> list[str]:
     ws = whole["ws"] - end_us
     http = whole["http"] - end_us
     out.append(f"  whole ws   {ws:8.1f}   (the call only; its end costs {end_us:.1f} more)")
-    out.append(f"  whole http {http:8.1f}   -> http intake ~{http - staged:.1f}")
+    out.append(f"  glue       {ws - staged - stage['intake ws']:8.1f}   (whole ws - stages)")
+    intake = http - ws + stage["intake ws"]
+    out.append(f"  whole http {http:8.1f}   -> http intake ~{intake:.1f}")
     out.append(f"  bare http  {bare_us:8.1f}   (JSON in, one frame out)")
     out.append(f"gateway/bare: ws {ws / bare_us:.1f}x, http {http / bare_us:.1f}x")
     return out
@@ -256,10 +276,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20_000)
     args = parser.parse_args()
-    print("\n".join(asyncio.run(measure(args.calls))))
+    print("\n".join(uvloop.run(measure(args.calls))))
     # The ledger records every decided call (issue 12): the same run without it, for the cost.
     print("== the same, with the ledger off (CALLGUARD_LEDGER_DAYS=0)")
-    print("\n".join(line for line in asyncio.run(measure(args.calls, 0)) if "whole" in line))
+    off = uvloop.run(measure(args.calls, 0))
+    print("\n".join(line for line in off if line.lstrip().startswith(("whole", "glue"))))
     return 0
 
 

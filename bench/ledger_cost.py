@@ -93,7 +93,7 @@ async def cpu_per_call(calls: int, ledger_days: int, url: str) -> tuple[float, f
     async with in_process(ledger_days, url) as (gateway, tab, phones):
 
         async def one(call_id: str, phone: str) -> None:
-            gateway.calls.submit(USER, call_id, phone, source="ws")
+            await gateway.calls.submit(USER, call_id, phone, source="ws")
             await gateway.calls.idle()
             await settle(tab)
             await gateway.calls.end_call(USER, call_id)
@@ -181,7 +181,7 @@ async def wake_delays(rate: float, seconds: float, ledger_days: int, url: str) -
         started = time.perf_counter()
         for i in range(int(rate * seconds)):
             await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
-            gateway.calls.submit(USER, f"w{i}", phones[i % len(phones)], source="ws")
+            await gateway.calls.submit(USER, f"w{i}", phones[i % len(phones)], source="ws")
             loop.call_later(
                 0.05, lambda i=i: loop.create_task(gateway.calls.end_call(USER, f"w{i}"))
             )

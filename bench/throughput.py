@@ -3,8 +3,10 @@
 For each server: a process of its own (gateway/tools/loadserver.py), N websocket tabs, then calls
 through ``POST /api/calls`` at a rising rate, each step for a few seconds. A step passes when
 call->paint p99 <= 10 ms and no paint is lost. Printed: p50/p99 per step, the highest passing
-rate of each server and their ratio, and the worst loop stall throughout (while tabs connect,
-just after, and during every step). With ``--chart FILE.png`` it draws p99 against the rate
+rate of each server and their ratio, the worst loop stall throughout (while tabs connect,
+just after, and during every step), and each server's CPU per call (its process's CPU time over
+a step less its idle CPU in as long, divided by the step's calls: gateway/tools/loadserver.py
+``CpuMeter``), which the other work on a busy machine hardly changes. With ``--chart FILE.png`` it draws p99 against the rate
 (matplotlib, from the ``bench`` extra).
 
     .venv/bin/python bench/throughput.py [--tabs 5000] [--seconds 4] [--chart docs/throughput.png]
@@ -26,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.tools.loadserver import ServerProcess
+from gateway.tools.loadserver import CpuMeter, ServerProcess
 from gateway.tools.loadtest import Client, Phase, Plan, _freeze_loop, demo_phones, run_phase
 
 LADDER = (250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000)
@@ -40,6 +42,7 @@ class Target:
     steps: list[tuple[float, Phase]] = field(default_factory=list)
     connect_stall_ms: float = 0.0
     kb_per_tab: float = 0.0
+    idle_cpu: float = 0.0  # CPU seconds per second with the tabs connected and no calls
 
     @property
     def best(self) -> float:
@@ -77,13 +80,18 @@ async def climb(target: Target, plan: Plan, phones: list[str], ladder: tuple[int
         gc.collect()
         gc.freeze()
         freezer = asyncio.ensure_future(_freeze_loop())
+        cpu = CpuMeter(server)
+        await cpu.idle(2.0)
+        target.idle_cpu = cpu.idle_per_second
         rng = random.Random(plan.seed)
         failures = 0
         for rate in ladder:
             client.plan = replace(plan, rate=float(rate), paths=("api",))
             client.latencies, client.pending = [], {}
+            await cpu.start()
             sent = await run_phase(client, "api", phones, rng)
             stats = await server.command("reset")
+            stats["cpu_us"] = cpu.per_call(stats, sent)
             phase = Phase("api", sent, client.latencies, stats)
             target.steps.append((float(rate), phase))
             print(f"  {target.name:>7} {rate:>5}/s: {line(phase)}", flush=True)
@@ -103,7 +111,8 @@ def line(ph: Phase) -> str:
     lost = f" LOST {ph.lost}" if ph.lost else ""
     return (
         f"p50 {ph.percentile(0.5):6.2f} ms  p99 {ph.percentile(0.99):7.2f} ms  "
-        f"worst stall {float(ph.server['stall_ms']):6.1f} ms{lost}"
+        f"worst stall {float(ph.server['stall_ms']):6.1f} ms  "
+        f"server CPU {ph.server['cpu_us']:5.1f} us/call{lost}"
     )
 
 
@@ -147,10 +156,19 @@ async def bench(args: argparse.Namespace) -> list[str]:
     for t in targets:
         out.append(
             f"{t.name:>7}: highest rate with p99 <= {P99_LIMIT_MS:g} ms: {t.best:g}/s; "
-            f"worst loop stall throughout {t.worst_stall_ms:.1f} ms; {t.kb_per_tab:.1f} kB/idle tab"
+            f"worst loop stall throughout {t.worst_stall_ms:.1f} ms; {t.kb_per_tab:.1f} kB/idle tab; "
+            f"idle CPU {t.idle_cpu * 100:.1f}% of a core"
         )
     ratio = gw.best / bare.best if bare.best else float("nan")
     out.append(f"gateway/bare rate: {ratio:.2f} (goal >= 0.7)")
+    for rate in (500, 1000):
+        b, g = bare.at(rate), gw.at(rate)
+        if b is not None and g is not None:  # the machine's load hardly moves these
+            cpu_b, cpu_g = b.server["cpu_us"], g.server["cpu_us"]
+            out.append(
+                f"server CPU per call at {rate}/s: bare {cpu_b:.1f} us, gateway {cpu_g:.1f} us "
+                f"(gateway/bare {cpu_g / cpu_b:.2f}; CPU-bound rate ratio {cpu_b / cpu_g:.2f})"
+            )
     b, g = bare.at(1000), gw.at(1000)
     if b is not None and g is not None:
         p50 = g.percentile(0.5) / b.percentile(0.5)

@@ -32,6 +32,11 @@ class Directory(Protocol):
         """Everything that matches ``phone`` (an E.164 key from ``rules.normalize``)."""
         ...
 
+    def held(self, phone: str) -> Findings | None:
+        """What :meth:`lookup` would answer for ``phone`` if this process holds it in memory
+        now, else None: a call decided from it waits for nothing (no deadline, no budget)."""
+        ...
+
     async def changed(self, kind: str, entity_id: str, deleted: bool) -> set[str]:
         """The CRM changed a lead, contact or company: forget what was derived from it and
         return the phone keys whose lookups may now differ (the entity's numbers, and for a

@@ -69,12 +69,21 @@ class CachedDirectory:
         self._lanes: dict[asyncio.Task[Findings], Lane | None] = {}  # each lookup's budget lane
         self._recent: OrderedDict[str, None] = OrderedDict()  # numbers this process cached, LRU
 
-    async def lookup(self, phone: str) -> Findings:
-        if self._near is not None and (near := self._near.get(phone)) is not None:
-            if near[0] > time.monotonic():
-                m.cache_hits.inc()
-                return near[1]
+    def held(self, phone: str) -> Findings | None:
+        """The findings of ``phone`` if this process holds them decoded and fresh (a cache hit);
+        else None. With a shared backend nothing is held."""
+        if self._near is None or (near := self._near.get(phone)) is None:
+            return None
+        if near[0] <= time.monotonic():
             del self._near[phone]
+            return None
+        m.cache_hits.inc()
+        return near[1]
+
+    async def lookup(self, phone: str) -> Findings:
+        held = self.held(phone)
+        if held is not None:
+            return held
         task = self._inflight.get(phone)
         if task is not None:
             m.coalesced.inc()

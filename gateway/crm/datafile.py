@@ -82,6 +82,9 @@ class DataFileDirectory:
     def rest(self) -> None:
         return None
 
+    def held(self, phone: str) -> None:
+        return None  # behind the cache, which holds what it looked up
+
     async def lookup(self, phone: str) -> Findings:
         return (await self.load()).find(phone)
 

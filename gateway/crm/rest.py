@@ -50,6 +50,9 @@ class BitrixDirectory:
     def rest(self) -> RestAccess:
         return RestAccess(self.client, self.field)
 
+    def held(self, phone: str) -> None:
+        return None  # behind the cache, which holds what it looked up
+
     async def lookup(self, phone: str) -> Findings:
         # A failure is logged once, by the cache that shares this lookup between callers.
         return await Lookup(self, phone, time.monotonic() + self.deadline).run()

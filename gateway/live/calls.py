@@ -35,9 +35,10 @@ from gateway.crm import Directory
 from gateway.crm.budget import background, for_user
 from gateway.live import wire
 from gateway.live.call import CallEvent, CallState, Ledger, Paint, Peers
+from gateway.live.decisions import DecisionMemo
 from gateway.live.inflight import MAX_INFLIGHT, SCOPES, USER_INFLIGHT, Busy, InFlight
 from gateway.run.metrics import Metrics
-from rules.decide import decide, none_decision
+from rules.decide import none_decision
 from rules.model import Decision, Findings
 from rules.phones import normalize
 from rules.policy import NONE, Policy
@@ -53,7 +54,6 @@ FAILED_REASON = "CRM недоступна, цвет не определён"
 FAILED_REASON_EN = "The CRM is unavailable: no colour"
 MAX_CALLS_PER_USER = 8
 NORMALISED = 8192  # phone spellings whose keys are remembered
-DECISIONS = 8192  # (findings, caller) pairs whose decisions are remembered
 SOURCES = ("ws", "api", "portal")
 
 
@@ -98,7 +98,7 @@ class Calls:
         }
         self._outcomes = {o: metrics.lookups.labels(o) for o in ("ok", "late", "error")}
         self._painted = {c: metrics.decisions.labels(c) for c in (*policy.colours, NONE)}
-        self._decisions: dict[tuple[int, str], tuple[Findings, Decision]] = {}
+        self._memo = DecisionMemo(policy)
 
     # -- entry points (tabs, POST /api/calls, portal webhooks) -------------------------------
 
@@ -158,7 +158,7 @@ class Calls:
         event = self.event(user_id, call_id, phone, direction, source, lang)
         return await self.begin(event, only_if_unpainted=only_if_unpainted)
 
-    def submit(
+    async def submit(
         self,
         user_id: str,
         call_id: str,
@@ -169,11 +169,25 @@ class Calls:
         source: str = "api",
         lang: str | None = None,
     ) -> None:
-        """``start_call`` in the background, for callers that must not wait up to the deadline
-        (a tab's receive loop). An invalid phone (:class:`rules.InvalidPhone`) or no place in
-        flight (:class:`gateway.live.inflight.Busy`) still raises here, at once."""
+        """``start_call`` for callers that must not wait up to the deadline (a tab's receive
+        loop): a warm number is painted before this returns, any other in the background. An
+        invalid phone (:class:`rules.InvalidPhone`) or no place in flight
+        (:class:`gateway.live.inflight.Busy`) still raises here, at once."""
         event = self.event(user_id, call_id, phone, direction, source, lang)
-        self.start(event, only_if_unpainted=only_if_unpainted)
+        held = self.directory.held(event.phone)
+        if held is None:
+            self.start(event, only_if_unpainted=only_if_unpainted)
+            return
+        # Warm: a task would only add its cost (~3 us a call). A failure ends no tab, as in one.
+        call = self._admit(event, only_if_unpainted)
+        if call is None:
+            return
+        try:
+            await self._begun(call, call.generation, held)
+        except Exception:
+            log.exception("call %s of user %s failed", call_id, user_id)
+        finally:
+            call.release(self.inflight)
 
     def start(
         self, event: CallEvent, *, only_if_unpainted: bool = False
@@ -223,7 +237,9 @@ class Calls:
         call.hold(self.inflight)
         return call
 
-    async def _begun(self, call: CallState, generation: int) -> Paint | None:
+    async def _begun(
+        self, call: CallState, generation: int, held: Findings | None = None
+    ) -> Paint | None:
         user_id = call.event.user_id
         user_calls = self._calls.get(user_id, {})
         # The oldest calls go; those still being decided keep their places until that is done.
@@ -232,7 +248,7 @@ class Calls:
             if oldest == call.event.call_id:
                 break
             await self.end_call(user_id, oldest)
-        return await self._paint(call, generation)
+        return await self._paint(call, generation, held)
 
     async def end_call(self, user_id: str, call_id: str) -> bool:
         """End a call and clear it on the user's tabs; False when it was not known."""
@@ -320,9 +336,11 @@ class Calls:
 
     # -- the pipeline ------------------------------------------------------------------------
 
-    async def _paint(self, call: CallState, generation: int) -> Paint | None:
+    async def _paint(
+        self, call: CallState, generation: int, held: Findings | None = None
+    ) -> Paint | None:
         event = call.event
-        decision = await self._decide(event)
+        decision = await self._decide(event, held)
         user_calls = self._calls.get(event.user_id)
         if user_calls is None or user_calls.get(event.call_id) is not call:
             return None  # ended while we looked it up
@@ -337,7 +355,13 @@ class Calls:
             self.ledger.record(paint)
         return paint
 
-    async def _decide(self, event: CallEvent) -> Decision:
+    async def _decide(self, event: CallEvent, held: Findings | None = None) -> Decision:
+        held = self.directory.held(event.phone) if held is None else held
+        if held is not None:
+            # Warm: nothing to wait for, so no deadline or budget lane to set up (~5 us a call).
+            self.metrics.lookup_seconds.observe(0.0)
+            self._outcomes["ok"].inc()
+            return self._memo.decide(held, event.user_id)
         started = time.perf_counter()
         try:
             # The caller's lane: a cold lookup counts against its user's share of the portal
@@ -354,22 +378,7 @@ class Calls:
         finally:
             self.metrics.lookup_seconds.observe(time.perf_counter() - started)
         self._outcomes["ok"].inc()
-        return self._decided(findings, event.user_id)
-
-    def _decided(self, findings: Findings, caller: str) -> Decision:
-        """``decide``, remembered per (findings, caller): a warm lookup returns the same Findings
-        object until the number changes, and the rules and their reason texts (~10 us a call)
-        give the same answer for the same caller. The entry keeps the findings alive, so their
-        id is not reused while remembered."""
-        key = (id(findings), caller)
-        known = self._decisions.get(key)
-        if known is not None and known[0] is findings:
-            return known[1]
-        decision = decide(findings, caller, self.policy)
-        if len(self._decisions) >= DECISIONS:
-            self._decisions.clear()  # a bound, not an LRU: refilling costs one decide a call
-        self._decisions[key] = (findings, decision)
-        return decision
+        return self._memo.decide(findings, event.user_id)
 
     async def _prewarm(self, key: str) -> None:
         # Background lane: a pre-warm never takes the portal budget's last places from a live

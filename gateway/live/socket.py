@@ -108,7 +108,7 @@ async def _handle(gateway: Gateway, tab: Tab, data: str | bytes, lang: str) -> N
         # Several tabs of one user report the same ring: the first decides, the rest share it.
         # The lookup may take up to the deadline, so this tab's later frames do not wait for it.
         try:
-            calls.submit(
+            await calls.submit(
                 tab.user_id,
                 frame.call_id,
                 frame.phone,

@@ -178,6 +178,7 @@ class Tab:
             self.close(CLOSE_SLOW, "too slow: the tab stopped reading")
         elif result is Put.QUEUED and self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(self._drain())
+            self.registry.sending[self] = None
 
     def may_call(self) -> bool:
         """Take one ``call`` frame from this tab's budget; False when it is spent (rate limited)."""
@@ -265,6 +266,7 @@ class Tab:
         finally:
             if self._sender is asyncio.current_task():
                 self._sender = None
+                self.registry.sending.pop(self, None)
 
     async def _close(self, code: int, reason: str) -> None:
         try:
@@ -290,6 +292,9 @@ class Tabs:
         self.stuck_after = stuck_after
         self.clock = clock
         self._by_user: dict[str, dict[Tab, None]] = {}
+        # Tabs with a sender task: only their sends can be stuck, so the sweep looks at these
+        # instead of walking every tab (2.7 ms a sweep at 20,000 idle tabs, all for nothing).
+        self.sending: dict[Tab, None] = {}
         self._count = 0
         self._changed = asyncio.Event()
         self.on_close: Callable[[int], None] | None = None  # metrics hook: close code
@@ -312,6 +317,7 @@ class Tabs:
         return tab
 
     def remove(self, tab: Tab) -> None:
+        self.sending.pop(tab, None)  # a closed tab's sender is cancelled, maybe before it ran
         tabs = self._by_user.get(tab.user_id)
         if tabs is None or tab not in tabs:
             return
@@ -353,7 +359,7 @@ class Tabs:
     def sweep(self) -> int:
         """Close every tab whose send has been blocked too long; how many were closed."""
         now = self.clock()
-        stuck = [tab for tab in self if tab.outbox.stuck(now, self.stuck_after)]
+        stuck = [tab for tab in self.sending if tab.outbox.stuck(now, self.stuck_after)]
         for tab in stuck:
             log.info("closing a stuck tab of user %s (1013)", tab.user_id)
             tab.close(CLOSE_SLOW, "too slow: a send was blocked")

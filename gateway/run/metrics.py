@@ -12,6 +12,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from gateway.crm import metrics as directory_metrics
+from gateway.run.loopmetrics import LoopCounter, LoopHistogram
 
 # Paint-path latencies live in the low milliseconds; the tail buckets catch CRM deadlines.
 FAST_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -25,7 +26,6 @@ class Metrics:
         self.tabs = Gauge("callguard_tabs", "Open websocket tabs", registry=r)
         self.users = Gauge("callguard_users", "Users with at least one open tab", registry=r)
         self.active_calls = Gauge("callguard_active_calls", "Calls not yet ended", registry=r)
-        self.calls = Counter("callguard_calls", "Call events received", ["source"], registry=r)
         # Issue 14: calls refused rather than queued; reason "busy": no place in flight left for
         # the caller's user (scope "user", CALLGUARD_USER_INFLIGHT) or in all ("all", MAX_).
         self.calls_refused = Counter(
@@ -43,26 +43,26 @@ class Metrics:
             ["scope"],
             registry=r,
         )
-        self.decisions = Counter(
-            "callguard_decisions", "Colour decisions painted", ["colour"], registry=r
+        # Updated by every call, on the event loop only: plain numbers (gateway/run/loopmetrics.py).
+        self.calls = LoopCounter("callguard_calls", "Call events received", "source", r)
+        self.decisions = LoopCounter("callguard_decisions", "Colour decisions painted", "colour", r)
+        self.lookups = LoopCounter(
+            "callguard_lookups", "Directory lookups by outcome", "outcome", r
         )
-        self.lookups = Counter(
-            "callguard_lookups", "Directory lookups by outcome", ["outcome"], registry=r
+        self.lookup_seconds = LoopHistogram(
+            "callguard_lookup_seconds", "Directory lookup time", FAST_BUCKETS, r
         )
-        self.lookup_seconds = Histogram(
-            "callguard_lookup_seconds", "Directory lookup time", buckets=FAST_BUCKETS, registry=r
-        )
-        self.call_to_paint = Histogram(
+        self.call_to_paint = LoopHistogram(
             "callguard_call_to_paint_seconds",
             "From a call event's arrival to its paint being queued on the tabs",
-            buckets=FAST_BUCKETS,
-            registry=r,
+            FAST_BUCKETS,
+            r,
         )
-        self.ring_to_applied = Histogram(
+        self.ring_to_applied = LoopHistogram(
             "callguard_ring_to_applied_seconds",
             "From the ring seen in the page to the colour on screen (the snippet's applied)",
-            buckets=FAST_BUCKETS,
-            registry=r,
+            FAST_BUCKETS,
+            r,
         )
         self.frames_rejected = Counter(
             "callguard_frames_rejected", "Client frames answered with error", ["code"], registry=r

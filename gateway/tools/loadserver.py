@@ -2,12 +2,14 @@
 (:mod:`gateway.tools.loadtest`).
 
 ``python -m gateway.tools.loadserver [--no-tune-gc] [--deflate] [--heartbeat S] [--bare]
-[--database-url URL]``
-serves a gateway (or, with ``--bare``, the bare push server of :mod:`gateway.tools.bare`) on a
-free loopback port, prints ``{"port": N}``, then answers ``stats`` / ``reset`` /
-``quit`` on stdin with one JSON line on stdout: its memory, the event loop's worst stall
-(:class:`gateway.run.probes.LagProbe`) and the longest GC pause. Apart from the generator so that
-each gets a core, and so that the generator's own sockets never show in the server's figures.
+[--database-url URL] [--redis-url URL --redis-prefix P]`` serves a gateway (or, with ``--bare``,
+the bare push server of :mod:`gateway.tools.bare`) on a free loopback port, with
+``--redis-url`` as one of several processes sharing Redis (``CALLGUARD_REDIS_URL``:
+:mod:`gateway.live.fanout`). It prints ``{"port": N}`` once ready, then answers ``stats`` /
+``reset`` / ``quit`` on stdin with one JSON line on stdout: its memory, CPU time, the event
+loop's worst stall (:class:`gateway.run.probes.LagProbe`), the longest GC pause and, sharing
+Redis, the fanout's health. Apart from the generator so that each gets a core, and so that the
+generator's own sockets never show in the server's figures.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 SECRET = "loadtest-secret-0123456789abcdef-0123456789"
 API_KEY = "loadtest-api-key-0123456789"
+REDIS_WAIT = 10.0  # seconds a process sharing Redis waits to subscribe before it says it is ready
 
 
 class ServerProcess:
@@ -35,11 +39,14 @@ class ServerProcess:
         heartbeat: float,
         bare: bool = False,
         database_url: str = "",
+        redis: tuple[str, str] | None = None,  # (URL, key prefix): processes sharing Redis
     ) -> None:
         self.flags = ["--tune-gc" if tune_gc else "--no-tune-gc", "--heartbeat", str(heartbeat)]
         self.flags += ["--deflate"] if deflate else []
         self.flags += ["--bare"] if bare else []
         self.flags += ["--database-url", database_url] if database_url else []
+        if redis is not None:
+            self.flags += ["--redis-url", redis[0], "--redis-prefix", redis[1]]
         self.proc: asyncio.subprocess.Process | None = None
         self.port = 0
 
@@ -83,6 +90,35 @@ class ServerProcess:
         return doc
 
 
+class CpuMeter:
+    """CPU microseconds one call costs the server under test: its process's CPU time over a
+    phase of calls, less what it spends idle in as long (heartbeat pings to thousands of tabs,
+    probes), divided by the calls. The machine's other work hardly changes it, where latencies
+    follow whatever else runs beside (on a shared machine CPU time still grows a little: caches
+    and cores are shared too)."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.idle_per_second = 0.0
+        self._cpu = self._started = 0.0
+
+    async def idle(self, seconds: float) -> None:
+        """Measure the idle CPU: no calls for ``seconds``."""
+        await self.start()
+        await asyncio.sleep(seconds)
+        stats = await self.server.command("stats")
+        self.idle_per_second = (stats["cpu_s"] - self._cpu) / (time.perf_counter() - self._started)
+
+    async def start(self) -> None:
+        self._cpu = (await self.server.command("stats"))["cpu_s"]
+        self._started = time.perf_counter()
+
+    def per_call(self, stats: dict[str, Any], calls: int) -> float:
+        """From :meth:`start` to ``stats`` (the server's, taken after the phase)."""
+        idle = self.idle_per_second * (time.perf_counter() - self._started)
+        return float(stats["cpu_s"] - self._cpu - idle) / max(1, calls) * 1e6
+
+
 def _rss_kb() -> float:
     with open("/proc/self/statm") as statm:
         pages = int(statm.read().split()[1])
@@ -95,23 +131,29 @@ def child(
     heartbeat: float = 20.0,
     bare: bool = False,
     database_url: str = "",
+    redis: tuple[str, str] | None = None,
 ) -> None:
     import uvloop
 
     from gateway.run.server import raise_fd_limit
 
     raise_fd_limit()
-    uvloop.run(_child(tune_gc, deflate, heartbeat, bare, database_url))
+    uvloop.run(_child(tune_gc, deflate, heartbeat, bare, database_url, redis))
 
 
 async def _child(
-    tune_gc: bool, deflate: bool, heartbeat: float, bare: bool, database_url: str
+    tune_gc: bool,
+    deflate: bool,
+    heartbeat: float,
+    bare: bool,
+    database_url: str,
+    redis: tuple[str, str] | None,
 ) -> None:
     import socket
 
     import uvicorn
 
-    from gateway.run.config import Settings
+    from gateway.run.config import DEFAULT_REDIS_PREFIX, Settings
     from gateway.run.server import serve, uvicorn_config
     from gateway.store.url import MEMORY_URL
     from gateway.tools.bare import bare_app
@@ -133,6 +175,8 @@ async def _child(
         # A flag, not CALLGUARD_DATABASE_URL: a load test must never write to the database an
         # operator's environment names. Unset: a database that dies with the process.
         database_url=database_url or MEMORY_URL,
+        redis_url=redis[0] if redis is not None else None,
+        redis_prefix=redis[1] if redis is not None else DEFAULT_REDIS_PREFIX,
     )
     app = bare_app() if bare else create_app(settings)
     probed = app.state.bare if bare else app.state.gateway  # both have tabs, lag and gc
@@ -141,6 +185,13 @@ async def _child(
     started = asyncio.Event()
     serving = asyncio.ensure_future(serve(server, sockets=[sock], tune_gc=tune_gc, started=started))
     await started.wait()
+    shared = None if bare else probed.shared
+    if shared is not None:
+        # Ready means subscribed: a paint published by a sibling before that would be lost to
+        # this process's tabs. Redis down: start anyway, the stats say so ("fanout").
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REDIS_WAIT):
+                await shared.wait_until(lambda fanout: fanout.connected)
     print(json.dumps({"port": port}), flush=True)
     reader = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
@@ -148,14 +199,19 @@ async def _child(
     while command := (await reader.readline()).decode().strip():
         if command == "quit":
             break
-        stats = {
+        stats: dict[str, object] = {
             "rss_kb": _rss_kb(),
             "tabs": probed.tabs.count if not bare else probed.count,
             "stall_ms": probed.lag.worst * 1000.0,
             "gc_ms": probed.gc.worst * 1000.0,
             "gc_generation": probed.gc.worst_generation,
             "collections": probed.gc.collections,
+            # CPU seconds this process used so far: per call, the load on the machine hardly
+            # changes it, where latency figures follow whatever else runs beside.
+            "cpu_s": time.process_time(),
         }
+        if shared is not None:  # sharing Redis: connected? frames dropped on the way?
+            stats["fanout"] = shared.health()
         if command == "reset":
             probed.lag.reset()
             probed.gc.reset()
@@ -172,8 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--heartbeat", type=float, default=20.0)
     parser.add_argument("--bare", action="store_true", help="the bare push server instead")
     parser.add_argument("--database-url", default="", help="the ledger's database (in memory)")
+    parser.add_argument("--redis-url", default="", help="share this Redis with other processes")
+    parser.add_argument("--redis-prefix", default="callguard:", help="with --redis-url: its keys")
     args = parser.parse_args(argv)
-    child(args.tune_gc, args.deflate, args.heartbeat, args.bare, args.database_url)
+    redis = (args.redis_url, args.redis_prefix) if args.redis_url else None
+    child(args.tune_gc, args.deflate, args.heartbeat, args.bare, args.database_url, redis)
     return 0
 
 

@@ -111,20 +111,23 @@ class Run:
 
 
 class Client:
-    """The tabs: one websocket per user, each reading paints, timing them and ending the call."""
+    """The tabs: one websocket per user, each reading paints, timing them and ending the call.
+    Calls go to ``base``; tab ``i`` connects to ``tab_bases[i % len(tab_bases)]`` (several
+    processes sharing Redis), by default to ``base`` too."""
 
-    def __init__(self, plan: Plan, base: str) -> None:
+    def __init__(self, plan: Plan, base: str, tab_bases: Sequence[str] = ()) -> None:
         self.plan = plan
         self.base = base  # http://host:port
+        self.tab_bases = tuple(tab_bases) or (base,)
         self.sockets: list[ClientConnection] = []
         self.pending: dict[str, float] = {}
         self.latencies: list[float] = []
         self.readers: list[asyncio.Task[None]] = []
         self.drained = asyncio.Event()  # set when no call waits for its paint
 
-    @property
-    def ws_base(self) -> str:
-        return "ws" + self.base.removeprefix("http")
+    def ws_base(self, index: int) -> str:
+        """Where tab ``index`` connects: ws://host:port."""
+        return "ws" + self.tab_bases[index % len(self.tab_bases)].removeprefix("http")
 
     def user(self, index: int) -> str:
         return str(FIRST_USER + index)
@@ -139,7 +142,7 @@ class Client:
             token = issue_token(self.plan.secret, self.user(index), 3600)
             async with gate:
                 ws = await connect(
-                    f"{self.ws_base}/ws?token={token}&user={self.user(index)}",
+                    f"{self.ws_base(index)}/ws?token={token}&user={self.user(index)}",
                     compression=compression, ping_interval=None, open_timeout=60,
                 )  # fmt: skip
                 await ws.recv()  # hello
@@ -168,8 +171,15 @@ class Client:
         await asyncio.gather(*(ws.close() for ws in self.sockets), return_exceptions=True)
 
 
-async def run_phase(client: Client, path: str, phones: list[str], rng: random.Random) -> int:
-    """Send calls at the plan's rate for the plan's seconds; how many were sent."""
+async def run_phase(
+    client: Client,
+    path: str,
+    phones: list[str],
+    rng: random.Random,
+    tabs: Sequence[int] = (),
+) -> int:
+    """Send calls at the plan's rate for the plan's seconds, each to a tab drawn from ``tabs``
+    (indices; by default all of them); how many were sent."""
     import aiohttp
 
     plan = client.plan
@@ -189,7 +199,7 @@ async def run_phase(client: Client, path: str, phones: list[str], rng: random.Ra
             delay = started + i / plan.rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            index = rng.randrange(plan.tabs)
+            index = rng.choice(tabs) if tabs else rng.randrange(plan.tabs)
             call_id = f"{path}{i}"
             phone = phones[i % len(phones)]
             client.pending[call_id] = time.perf_counter()

@@ -1,105 +1,31 @@
-"""Plain HTTP endpoints: ``POST /api/calls``, ``GET /healthz``, ``GET /metrics`` and the snippet's
-static files (design.md §3.5). Error bodies are JSON ``{"error": code, "message": text}``.
+"""Plain HTTP endpoints: ``GET /healthz``, ``GET /metrics``, ``POST /bitrix/events`` and the
+snippet's static files (design.md §3.5; ``POST /api/calls`` is gateway/web/callapi.py). Error
+bodies are JSON ``{"error": code, "message": text}``.
 """
 
 from __future__ import annotations
 
 import hmac
-import math
 import os
 from ipaddress import ip_address
 
-import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from gateway.live import wire
-from gateway.live.inflight import Busy
 from gateway.portal.intake import EventIntake
 from gateway.run.runtime import Gateway
-from gateway.userid import InvalidUserId, user_id
 from gateway.web.origins import Origins, header
-from gateway.web.responses import failure, json_response
-from rules.phones import InvalidPhone
-
-MAX_BODY = 16 * 1024
+from gateway.web.responses import json_response
 
 
-async def post_call(request: Request) -> Response:
-    gateway: Gateway = request.app.state.gateway
-    key = gateway.settings.api_key
-    if not key:
-        return failure(
-            503, "api_disabled", "POST /api/calls is off: set CALLGUARD_API_KEY to enable it"
-        )
-    if not _bearer_ok(request, key):
-        return failure(
-            401,
-            "unauthorized",
-            "missing or wrong API key: send 'Authorization: Bearer <CALLGUARD_API_KEY>'",
-            **{"WWW-Authenticate": "Bearer"},
-        )
-    too_large = failure(413, "too_large", f"request body larger than {MAX_BODY} bytes")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY:
-        return too_large
-    # Read no further than the bound: an oversized body is refused, not first held in memory.
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            return too_large
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return failure(422, "invalid_json", "request body is not valid JSON")
-    try:
-        user_id, call_id, phone, direction = _call_fields(doc)
-        asked = doc.get("lang")  # optional: the paint's text language (else CALLGUARD_LANG)
-        lang = wire.lang_of(asked if isinstance(asked, str) else None, gateway.settings.lang)
-        paint = await gateway.calls.start_call(
-            user_id, call_id, phone, direction, source="api", lang=lang
-        )
-    except wire.WireError as err:
-        return failure(422, "invalid_request", err.message)
-    except InvalidPhone as err:
-        return failure(422, wire.INVALID_PHONE, str(err))
-    except Busy as busy:
-        # 503, not 429: the gateway has no room now (for this user or at all); the client did
-        # not send too fast, and a PBX posts for every user. A place frees within the deadline.
-        retry = str(math.ceil(gateway.settings.lookup_deadline))
-        return failure(503, wire.BUSY, busy.message, **{"Retry-After": retry})
-    if paint is None:
-        return json_response({"call_id": call_id, "status": "superseded"}, 202)
-    return json_response(
-        {"call_id": call_id, "status": "painted", "seq": paint.seq, **paint.decision.to_dict()}
-    )
-
-
-def _call_fields(doc: object) -> tuple[str, str, str, wire.Direction]:
-    if not isinstance(doc, dict):
-        raise wire.WireError(wire.INVALID_MESSAGE, "body must be a JSON object")
-    try:
-        user = user_id(doc.get("user_id"))
-    except InvalidUserId as err:
-        raise wire.WireError(wire.INVALID_MESSAGE, f"'user_id': {err}") from None
-    call_id = wire.check_call_id(doc.get("call_id"))
-    phone = doc.get("phone")
-    if not isinstance(phone, str) or not phone.strip() or len(phone) > wire.MAX_PHONE:
-        raise wire.WireError(wire.INVALID_MESSAGE, "'phone' must be a non-empty string")
-    direction = doc.get("direction", "in")
-    if direction not in wire.DIRECTIONS:
-        raise wire.WireError(wire.INVALID_MESSAGE, '\'direction\' must be "in" or "out"')
-    return user, call_id, phone, direction
-
-
-def _bearer_ok(request: Request, key: str | None) -> bool:
+def bearer_matches(authorization: str, key: str | None) -> bool:
+    """An ``Authorization`` header's value is ``Bearer <key>`` (and there is a key)."""
     if not key:
         return False
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    scheme, _, token = authorization.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode())
 
 
@@ -122,7 +48,8 @@ async def healthz(request: Request) -> Response:
         directory = {"ok": False, "source": "unknown", "reason": f"health check failed: {err}"}
     ok = bool(directory.get("ok"))
     status = 200 if ok else 503
-    if not (_bearer_ok(request, gateway.settings.api_key) or _from_loopback(request)):
+    authorization = request.headers.get("authorization", "")
+    if not (bearer_matches(authorization, gateway.settings.api_key) or _from_loopback(request)):
         return json_response({"ok": ok}, status)
     body = {
         "ok": ok,

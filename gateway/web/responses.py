@@ -12,5 +12,9 @@ def json_response(body: dict[str, Any], status: int = 200, **headers: str) -> Re
     return Response(orjson.dumps(body), status, headers or None, "application/json")
 
 
+def error_body(code: str, message: str) -> bytes:
+    return orjson.dumps({"error": code, "message": message})
+
+
 def failure(status: int, code: str, message: str, **headers: str) -> Response:
-    return json_response({"error": code, "message": message}, status, **headers)
+    return Response(error_body(code, message), status, headers or None, "application/json")

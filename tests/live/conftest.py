@@ -45,6 +45,9 @@ class SourceDouble:
     dataset = None
     rest = None
 
+    def held(self, phone: str) -> Findings | None:
+        return None
+
     async def changed(self, kind: str, entity_id: str, deleted: bool) -> set[str]:
         return set()
 

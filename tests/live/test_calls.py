@@ -119,9 +119,22 @@ async def test_an_invalid_phone_is_refused_before_anything_happens() -> None:
     with pytest.raises(InvalidPhone):
         await calls.start_call(RED_CALLER, "c1", "call me maybe")
     with pytest.raises(InvalidPhone):
-        calls.submit(RED_CALLER, "c1", "12")
+        await calls.submit(RED_CALLER, "c1", "12")
     assert fanout.sent == []
     assert calls.active == 0
+    await calls.close()
+
+
+async def test_submit_paints_a_warm_number_at_once_and_a_cold_one_in_the_background() -> None:
+    calls, fanout = make_calls()
+    await calls.submit(RED_CALLER, "cold", RED_PHONE, source="ws")
+    assert fanout.sent == []  # the lookup runs in a task of its own: the caller goes on
+    await calls.idle()
+    await calls.submit(RED_CALLER, "warm", RED_PHONE, source="ws")
+    assert [(key, frame["colour"]) for _, key, frame in fanout.sent] == [
+        ("cold", "red"),
+        ("warm", "red"),
+    ]
     await calls.close()
 
 

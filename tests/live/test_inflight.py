@@ -95,9 +95,9 @@ async def test_a_user_over_the_bound_is_refused_at_once_and_others_are_not() -> 
     p = pipeline(per_user=3, total=5)
     calls, crm, metrics = p.calls, p.crm, p.metrics
     for n in range(3):
-        calls.submit("7", f"c{n}", phone(n), source="ws")
+        await calls.submit("7", f"c{n}", phone(n), source="ws")
     with pytest.raises(Busy) as busy:
-        calls.submit("7", "c3", phone(3), source="ws")
+        await calls.submit("7", "c3", phone(3), source="ws")
     assert busy.value.scope == USER
     with pytest.raises(Busy):
         await calls.start_call("7", "c3", phone(3), source="api")
@@ -105,10 +105,12 @@ async def test_a_user_over_the_bound_is_refused_at_once_and_others_are_not() -> 
     async with asyncio.timeout(timeout()):
         await crm.event("started").wait()
     assert calls.inflight.count == 3
-    calls.submit("6", "d0", phone(10), source="ws")
-    calls.submit("6", "d1", phone(11), source="ws")
+    await calls.submit("6", "d0", phone(10), source="ws")
+    await calls.submit("6", "d1", phone(11), source="ws")
     with pytest.raises(Busy) as busy:
-        calls.submit("5", "e0", phone(20), source="ws")  # a user with none: the gateway is full
+        await calls.submit(
+            "5", "e0", phone(20), source="ws"
+        )  # a user with none: the gateway is full
     assert busy.value.scope == ALL
     assert (refused(metrics, USER, "ws"), refused(metrics, USER, "api")) == (1, 1)
     assert refused(metrics, ALL, "ws") == 1
@@ -116,19 +118,19 @@ async def test_a_user_over_the_bound_is_refused_at_once_and_others_are_not() -> 
     crm.release()
     await calls.idle()
     assert calls.inflight.count == 0
-    calls.submit("7", "c3", phone(3), source="ws")  # places are free again
+    await calls.submit("7", "c3", phone(3), source="ws")  # places are free again
     await calls.close()
 
 
 async def test_the_same_call_again_replaces_or_joins_and_takes_no_place() -> None:
     p = pipeline(per_user=2, total=10)
     calls, crm = p.calls, p.crm
-    calls.submit("7", "c1", phone(1), source="ws")
-    calls.submit("7", "c2", phone(2), source="ws")
+    await calls.submit("7", "c1", phone(1), source="ws")
+    await calls.submit("7", "c2", phone(2), source="ws")
     # Another tab reports the same ring (joins), the page sends the call with another number
     # (replaces the decide under way), the API sends it again: none of them is a new place.
-    calls.submit("7", "c1", phone(1), only_if_unpainted=True, source="ws")
-    calls.submit("7", "c1", phone(3), source="ws")
+    await calls.submit("7", "c1", phone(1), only_if_unpainted=True, source="ws")
+    await calls.submit("7", "c1", phone(3), source="ws")
     again = asyncio.ensure_future(calls.start_call("7", "c2", phone(2), source="api"))
     crm.release()
     assert (await again) is not None
@@ -142,13 +144,13 @@ async def test_a_call_ended_by_the_cap_keeps_its_place_until_its_lookup_is_done(
     p = pipeline(per_user=bound, total=100)
     calls, crm = p.calls, p.crm
     for n in range(bound):
-        calls.submit("7", f"c{n}", phone(n), source="ws")
+        await calls.submit("7", f"c{n}", phone(n), source="ws")
     await p.fanout.wait(bound - MAX_CALLS_PER_USER)  # the oldest were cleared
     assert calls.active == MAX_CALLS_PER_USER
     # Ended, but their lookups go on: the work is still there, and so are its places.
     assert calls.inflight.of("7") == bound
     with pytest.raises(Busy):
-        calls.submit("7", "more", phone(50), source="ws")
+        await calls.submit("7", "more", phone(50), source="ws")
     crm.release()
     await calls.idle()
     assert calls.inflight.count == 0

@@ -23,7 +23,7 @@ from gateway.live.calls import LATE_REASON
 from gateway.run.config import Settings
 from gateway.run.runtime import Gateway
 from gateway.web.app import create_app
-from gateway.web.http import MAX_BODY
+from gateway.web.callapi import MAX_BODY
 from tests.live.conftest import (
     API_KEY,
     OWNER,

@@ -46,7 +46,7 @@ async def test_a_tab_call_and_an_api_call_are_normalised_once() -> None:
         assert paint.decision.colour == "red"
         assert count[0] == 1
         with counting_normalisations() as count:
-            calls.submit(RED_CALLER, "c2", RED_PHONE, source="ws")
+            await calls.submit(RED_CALLER, "c2", RED_PHONE, source="ws")
             await calls.idle()
         assert count[0] == 1
 

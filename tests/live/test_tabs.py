@@ -192,6 +192,28 @@ async def test_a_stuck_tab_is_swept_with_1013_and_leaves_the_registry() -> None:
     assert slow.frames == []
 
 
+async def test_the_sweep_looks_only_at_tabs_with_a_send_under_way() -> None:
+    """Idle tabs are never walked; a tab leaves the set when its sends are done or it closes,
+    even when its sender was cancelled before it ever ran."""
+    clock = Clock()
+    tabs = Tabs(stuck_after=5.0, clock=clock)
+    idle, done, blocked, closed = (RecordingSocket() for _ in range(4))
+    blocked.gate.clear()
+    tabs.open("idle", idle)
+    tabs.open("done", done)
+    blocked_tab = tabs.open("blocked", blocked)
+    closed_tab = tabs.open("closed", closed)
+    for user in ("done", "blocked", "closed"):
+        tabs.deliver(user, "c1", "paint")
+    closed_tab.close(1000, "bye")  # its sender has not run yet
+    await done.wait(1)
+    assert list(tabs.sending) == [blocked_tab]
+    clock.now = 6.0
+    assert tabs.sweep() == 1
+    assert list(tabs.sending) == []
+    assert tabs.count == 2
+
+
 async def test_an_outbox_that_overflows_closes_the_tab() -> None:
     tabs = Tabs(queue_bytes=20)
     sock = RecordingSocket()

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import random
+import uuid
 from dataclasses import replace
 
 import pytest
+import redis.asyncio as aioredis
 
-from gateway.tools.loadtest import Plan, add_arguments, demo_phones, plan_from, run
+from gateway.tools.loadserver import ServerProcess
+from gateway.tools.loadtest import (
+    Client,
+    Plan,
+    add_arguments,
+    demo_phones,
+    plan_from,
+    run,
+    run_phase,
+)
+from tests.redis_server import REDIS_URL, require_redis
+from tests.timing import timeout
 
 
 async def test_a_small_run_paints_every_call_and_reports_the_server() -> None:
@@ -18,7 +33,7 @@ async def test_a_small_run_paints_every_call_and_reports_the_server() -> None:
         assert phase.sent == 40
         assert phase.lost == 0
         assert phase.percentile(0.5) <= phase.percentile(0.99)
-        assert {"stall_ms", "gc_ms", "rss_kb", "collections"} <= set(phase.server)
+        assert {"stall_ms", "gc_ms", "rss_kb", "collections", "cpu_s"} <= set(phase.server)
     assert result.connect_server["tabs"] == 20
     lines = result.summary()
     assert lines[0].startswith("20 tabs connected")
@@ -73,3 +88,33 @@ def test_an_outside_gateway_needs_its_secret(monkeypatch: pytest.MonkeyPatch) ->
         plan_from(parser.parse_args(["--url", "http://127.0.0.1:9"]))
     with pytest.raises(ValueError, match="--url must be"):
         plan_from(parser.parse_args(["--url", "ftp://x", "--secret", "s"]))
+
+
+@pytest.mark.redis
+async def test_tabs_on_a_second_process_get_the_paints_of_calls_entering_the_first() -> None:
+    """bench/cross_process.py's setting, small: two gateway processes sharing Redis under a
+    prefix of their own, tabs spread over both, calls through the first for tabs on the second."""
+    require_redis()
+    prefix = f"callguard-test-{uuid.uuid4().hex[:8]}:"
+    a, b = (ServerProcess(True, False, 20.0, redis=(REDIS_URL, prefix)) for _ in range(2))
+    plan = Plan(tabs=10, rate=100.0, seconds=0.2, paths=("api",))
+    await asyncio.gather(a.start(), b.start())
+    client = Client(plan, a.base, (a.base, b.base))
+    try:
+        async with asyncio.timeout(timeout(6)):
+            # Ready means subscribed: nothing published from here on can miss the other process.
+            assert [(await s.command("stats"))["fanout"]["ok"] for s in (a, b)] == [True, True]
+            await client.connect_all()
+            assert [(await s.command("stats"))["tabs"] for s in (a, b)] == [5, 5]
+            on_b = range(1, plan.tabs, 2)
+            sent = await run_phase(client, "api", demo_phones(), random.Random(1), on_b)
+    finally:
+        await client.close()
+        await asyncio.gather(a.stop(), b.stop())
+        redis = aioredis.from_url(REDIS_URL)
+        keys = [k async for k in redis.scan_iter(match=prefix + "*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+    assert sent == 20
+    assert len(client.latencies) == 20  # every paint reached its tab on the second process

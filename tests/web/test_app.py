@@ -301,6 +301,25 @@ class TestApiCalls:
             paint = ws.receive_json()
             assert (paint["call_id"], paint["colour"]) == ("p1", "red")
 
+    def test_every_answer_is_json_with_its_length_and_nosniff(self, client: TestClient) -> None:
+        """The route is a plain ASGI handler (gateway/web/callapi.py): the headers the Starlette
+        endpoint and the middleware gave, it gives itself."""
+        good = client.post("/api/calls", json=self.body, headers=self.auth)
+        bad = client.post("/api/calls", json=self.body)
+        for response in (good, bad):
+            assert response.headers["content-type"] == "application/json"
+            assert response.headers["content-length"] == str(len(response.content))
+            assert response.headers["x-content-type-options"] == "nosniff"
+        assert (good.status_code, bad.status_code) == (200, 401)
+
+    def test_other_methods_are_405_and_a_root_path_is_served(self) -> None:
+        app = create_app(gateway_settings(api_key=API_KEY))
+        with TestClient(app) as client:
+            assert client.get("/api/calls").status_code == 405
+        with TestClient(app, root_path="/gw") as mounted:
+            response = mounted.post("/gw/api/calls", json=self.body, headers=self.auth)
+            assert (response.status_code, response.json()["colour"]) == (200, "red")
+
 
 def test_the_snippet_is_served_without_caching_and_cors_only_to_allowed_origins() -> None:
     settings = gateway_settings(portal_url="https://portal.example/rest/1/code/")

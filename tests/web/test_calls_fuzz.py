@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from gateway.web.http import MAX_BODY
+from gateway.web.callapi import MAX_BODY
 from tests.fuzz import (
     examples,
     json_text,
