@@ -99,6 +99,12 @@ class _Statements:
         names = ", ".join(_q(c) for c in COLUMNS)
         values = ", ".join(mark(i) for i in range(1, len(COLUMNS) + 1))
         changes = ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in DECISION)
+        # A row may come with its marks (the writer folds a mark into a row of the same batch):
+        # an end replaces none, the first applied latency stays.
+        changes += (
+            f', "ended_at" = COALESCE(excluded."ended_at", {table}."ended_at")'
+            f', "latency_ms" = COALESCE({table}."latency_ms", excluded."latency_ms")'
+        )
         key = f'"caller_id" = {mark(2)} AND "call_id" = {mark(3)}'
         self.upsert = (
             f"INSERT INTO {table} ({names}) VALUES ({values}) "

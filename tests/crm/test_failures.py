@@ -241,3 +241,20 @@ async def test_the_webhook_code_never_reaches_the_logs(
     finally:
         await dead.close()
         await live.close()
+
+
+async def test_a_flood_of_failed_lookups_is_one_log_line(
+    directory: BitrixDirectory, fake_portal: FakePortal, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A user's flood of new numbers past the portal's budget fails each lookup; the log gets
+    one line for the burst, not one per number."""
+    fake_portal.fail("batch", 500, "INTERNAL_SERVER_ERROR", "The portal says no", times=None)
+    cache = CachedDirectory(directory)
+    with caplog.at_level(logging.DEBUG):
+        for n in range(20):
+            with pytest.raises(BitrixError):
+                async with asyncio.timeout(timeout()):
+                    await cache.lookup(f"+7 916 555-{n:02d}-67")
+    [line] = warnings(caplog)
+    assert "failed, painting none" in line
+    assert fake_portal.requests["batch"] >= 20  # each was tried: only the log is quiet

@@ -121,6 +121,30 @@ async def test_a_red_call_is_recorded_with_its_end_and_latency(database_url: str
     assert sample(registry, "callguard_database_seconds_count", operation="ledger_write") >= 1
 
 
+async def test_marks_folded_into_a_row_and_marks_across_batches_keep_each_other(
+    database_url: str,
+) -> None:
+    """Marks of a call whose row is in the same batch go into that row; a repaint in a later
+    batch (the CRM changed) keeps the end and the first latency an earlier batch wrote, and
+    brings its own end along."""
+    registry = CollectorRegistry()
+    ledger = await open_ledger(database_url, registry=registry)
+    async with recording(ledger, registry) as (writer, calls, _):
+        await calls.start_call(RED_CALLER, "call-1", RED_PHONE)
+        calls.applied(RED_CALLER, AppliedFrame("call-1", 1, latency_ms=40.0))
+        calls.applied(RED_CALLER, AppliedFrame("call-1", 1, latency_ms=90.0))  # a repaint
+        await writer.flush()
+        (first,) = await ledger.rows(*WIDE)
+        await calls.redecide()  # the same call painted again, in a batch of its own
+        await calls.end_call(RED_CALLER, "call-1")
+        await writer.flush()
+        (row,) = await ledger.rows(*WIDE)
+    assert (first.latency_ms, first.ended_at) == (40.0, None)
+    assert (row.time, row.latency_ms) == (first.time, 40.0)
+    assert row.ended_at is not None
+    assert sample(registry, "callguard_ledger_recorded_total") == 2
+
+
 async def test_a_full_queue_drops_and_counts_without_holding_the_paint(database_url: str) -> None:
     registry = CollectorRegistry()
     ledger = await open_ledger(database_url)
