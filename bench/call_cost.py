@@ -191,8 +191,10 @@ async def measure(calls: int, ledger_days: int = 365) -> list[str]:
         stage["normalise"] = cpu_us(calls, lambda i: gateway.calls.normalize(phones[i % n]))
         stage["lookup"] = await acpu_us(calls, lambda i: gateway.directory.lookup(keys[i % n]))
         stage["decide"] = cpu_us(calls, lambda i: decide(findings[i % n], USER, gateway.policy))
-        # What a call pays: the decision remembered per (findings, caller) (Calls._decided).
-        stage["remembered"] = cpu_us(calls, lambda i: gateway.calls._decided(findings[i % n], USER))
+        # What a call pays: the decision remembered per (findings, caller) (gateway.live.decisions).
+        stage["remembered"] = cpu_us(
+            calls, lambda i: gateway.calls._memo.decide(findings[i % n], USER)
+        )
         stage["encode"] = cpu_us(calls, lambda i: wire.paint(f"c{i}", 1, decisions[i % n]))
 
         async def deliver(i: int) -> None:
