@@ -35,6 +35,7 @@ from gateway.crm.budget import LANE, Lane, current_lane
 from gateway.crm.dataset import Dataset
 from gateway.crm.index import EntityIndex, MemoryIndex, RedisIndex
 from gateway.crm.statusfield import RestAccess
+from gateway.run.refusals import RefusalLog
 from rules.model import Company, Contact, Findings, Lead
 from rules.phones import masked
 
@@ -68,8 +69,7 @@ class CachedDirectory:
         # process may invalidate an entry, and only Redis would know.
         self._near: dict[str, tuple[float, Findings]] | None = {} if redis is None else None
         self._inflight: dict[str, asyncio.Task[Findings]] = {}
-        self._quiet_until = 0.0  # failed lookups before then are counted, not logged
-        self._unlogged = 0
+        self._failures = RefusalLog(FAILED_LOG_EVERY)  # when to log a failed lookup
         self._lanes: dict[asyncio.Task[Findings], Lane | None] = {}  # each lookup's budget lane
         self._recent: OrderedDict[str, None] = OrderedDict()  # numbers this process cached, LRU
 
@@ -116,13 +116,10 @@ class CachedDirectory:
             # calling new numbers past its share of the portal's budget fails each at once
             # (bench/abuse.py rest-drain: 57 lines in 8 s). The rest are counted here and in
             # callguard_lookups_total{outcome="error"}.
-            now = time.monotonic()
-            if now < self._quiet_until:
-                self._unlogged += 1
+            count = self._failures.note("failed", time.monotonic())
+            if not count:
                 return
-            unlogged, self._unlogged = self._unlogged, 0
-            self._quiet_until = now + FAILED_LOG_EVERY
-            more = f" ({unlogged} more failed since the last such line)" if unlogged else ""
+            more = f" ({count - 1} more failed since the last such line)" if count > 1 else ""
             log.warning("lookup of %s failed, painting none: %s%s", masked(phone), err, more)
         elif err is not None:
             log.error("lookup of %s crashed, painting none", masked(phone), exc_info=err)

@@ -179,15 +179,12 @@ class Calls:
             self.start(event, only_if_unpainted=only_if_unpainted)
             return
         # Warm: a task would only add its cost (~3 us a call). A failure ends no tab, as in one.
-        call = self._admit(event, only_if_unpainted)
-        if call is None:
-            return
         try:
-            await self._begun(call, call.generation, held)
+            await self.begin(event, only_if_unpainted=only_if_unpainted, held=held)
+        except Busy:
+            raise
         except Exception:
             log.exception("call %s of user %s failed", call_id, user_id)
-        finally:
-            call.release(self.inflight)
 
     def start(
         self, event: CallEvent, *, only_if_unpainted: bool = False
@@ -202,13 +199,16 @@ class Calls:
         task.add_done_callback(lambda _: call.release(self.inflight))
         return task
 
-    async def begin(self, event: CallEvent, *, only_if_unpainted: bool = False) -> Paint | None:
-        """:meth:`start_call` for an event already made (its phone already normalised)."""
+    async def begin(
+        self, event: CallEvent, *, only_if_unpainted: bool = False, held: Findings | None = None
+    ) -> Paint | None:
+        """:meth:`start_call` for an event already made (its phone already normalised);
+        ``held``: its findings, when already at hand."""
         call = self._admit(event, only_if_unpainted)
         if call is None:
             return self._calls[event.user_id][event.call_id].paint
         try:
-            return await self._begun(call, call.generation)
+            return await self._begun(call, call.generation, held)
         finally:
             call.release(self.inflight)
 
