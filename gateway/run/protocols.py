@@ -248,14 +248,17 @@ class TabSocketProtocol(WebSocketsSansIOProtocol):
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         transport = self.transport
-        if transport.is_closing():
-            return
         if not self.handshake_initiated and self.conn.handshake_exc is not None:
             # websockets refused the handshake (a header line over 8 kB, over 128 headers) and
-            # wrote its answer, which uvicorn never sends: the client would wait for ever.
-            transport.write(b"".join(self.conn.data_to_send()))
-            transport.close()
+            # wrote its answer. uvicorn from 0.55 sends it and closes; before, it sent nothing
+            # and the client waited for ever. Either way it is counted here, once: the
+            # transport is closed after this call, so no more data comes.
+            if not transport.is_closing():
+                transport.write(b"".join(self.conn.data_to_send()))
+                transport.close()
             guard_of(self.config).refuse(handshake_reason(self.conn), peer_of(transport))
+            return
+        if transport.is_closing():
             return
         guard = guard_of(self.config)
         if transport.get_write_buffer_size() > guard.limits.unread_bytes:
