@@ -61,6 +61,11 @@ class NullSocket:
     async def send_text(self, data: str) -> None:
         NullSocket.sent += 1
 
+    def send_now(self, data: str) -> bool:
+        """As the real server's protocol offers it (gateway/run/protocols.py): written at once."""
+        NullSocket.sent += 1
+        return True
+
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         return None
 
@@ -173,7 +178,8 @@ async def measure(calls: int, ledger_days: int = 365) -> list[str]:
     async with app.router.lifespan_context(app):
         data = gateway.dataset
         phones = [n["phone"] for n in list_numbers(data)]
-        tab = gateway.tabs.open(USER, NullSocket())
+        socket = NullSocket()
+        tab = gateway.tabs.open(USER, socket, socket.send_now)
         keys = [gateway.calls.normalize(p) for p in phones]
         for key in keys:  # warm the cache
             await gateway.directory.lookup(key)
@@ -245,7 +251,8 @@ async def measure(calls: int, ledger_days: int = 365) -> list[str]:
     from gateway.live.tabs import Tabs
 
     registry = Tabs(stuck_after=5.0)
-    bare_tab = registry.open(USER, NullSocket())
+    bare_socket = NullSocket()
+    bare_tab = registry.open(USER, bare_socket, bare_socket.send_now)
     bare_tabs[USER] = bare_tab
     bare = bare_app(bare_tabs)
 

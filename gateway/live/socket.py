@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket
 
 from gateway.live import wire
 from gateway.live.inflight import Busy
-from gateway.live.tabs import CLOSE_ABUSE, CLOSE_TOKEN, Tab
+from gateway.live.tabs import CLOSE_ABUSE, CLOSE_TOKEN, SEND_NOW, Tab
 from gateway.live.tokens import TokenError, check_token
 from gateway.run.runtime import Gateway
 from gateway.web.origins import Origins
@@ -65,7 +65,8 @@ async def tab_endpoint(websocket: WebSocket) -> None:
         await websocket.close(CLOSE_TOKEN, str(err).encode()[:123].decode(errors="ignore"))
         return
     user_id = identity.user_id
-    tab = gateway.tabs.open(user_id, websocket)
+    offered = scope.get("extensions", {}).get(SEND_NOW)  # our uvicorn protocol's, else none
+    tab = gateway.tabs.open(user_id, websocket, offered() if offered is not None else None)
     tab.push(None, wire.hello(user_id, settings.heartbeat, gateway.version))
     for call_id, frame in gateway.calls.current_frames(user_id):
         tab.push(call_id, frame)

@@ -11,21 +11,21 @@ so it never delays the others. Dead peers are dropped by the server's websocket 
 one more closes the user's oldest with 1008 "too many tabs".
 
 :class:`Outbox`, :class:`Conduct` and :class:`gateway.live.bucket.TokenBucket` (a tab's ``call``
-frames per second) are pure state machines (no sockets, no clock of their own); :class:`Tab`
-drives them over anything with ``send_text`` and ``close``.
+frames per second) are pure state machines (no sockets, no clock of their own; the outbox in
+gateway/live/outbox.py); :class:`Tab` drives them over anything with ``send_text`` and ``close``,
+and writes a frame at once where the server offers ``send_now`` and nothing waits before it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import Callable, Iterator
-from enum import Enum
 from typing import Protocol
 
 from gateway.live.bucket import TokenBucket
+from gateway.live.outbox import Outbox, Put, size_of
 
 log = logging.getLogger("callguard.tabs")
 
@@ -45,80 +45,15 @@ TOO_MANY_TABS = "too many tabs"
 MAX_CALL_WAIT = 1.0
 
 
+# The ASGI scope extension through which the server (gateway/run/protocols.py) offers a weak
+# reference to ``send_now(text) -> bool``: write a text frame at once if the socket takes it now.
+SEND_NOW = "callguard.send_now"
+
+
 class Socket(Protocol):
     async def send_text(self, data: str) -> None: ...
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
-
-
-class Put(Enum):
-    QUEUED = "queued"
-    REPLACED = "replaced"  # a newer frame for the same call took the older one's place
-    OVERFLOW = "overflow"  # the tab is too far behind: close it
-    CLOSED = "closed"
-
-
-def size_of(frame: str) -> int:
-    """A frame's size on the wire, in bytes (UTF-8: paints carry Russian text)."""
-    return len(frame) if frame.isascii() else len(frame.encode())
-
-
-class Outbox:
-    """Pending frames of one tab, at most one per key (a call id), oldest key first, at most
-    ``limit`` bytes in all."""
-
-    __slots__ = ("_pending", "closed", "limit", "sending_since", "size")
-    _unique = itertools.count()
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.size = 0  # bytes pending
-        self._pending: dict[str, tuple[str, int]] = {}
-        self.sending_since: float | None = None
-        self.closed = False
-
-    def put(self, key: str | None, frame: str, size: int | None = None) -> Put:
-        """Queue ``frame`` (``size`` bytes, measured if not given); ``key=None`` for frames that
-        never replace each other (errors)."""
-        if self.closed:
-            return Put.CLOSED
-        size = size_of(frame) if size is None else size
-        old = self._pending.get(key) if key is not None else None
-        grown = self.size + size - (old[1] if old is not None else 0)
-        if grown > self.limit:
-            return Put.OVERFLOW
-        self.size = grown
-        if key is not None and old is not None:
-            self._pending[key] = (frame, size)
-            return Put.REPLACED
-        self._pending[key if key is not None else f"\0{next(self._unique)}"] = (frame, size)
-        return Put.QUEUED
-
-    def take(self, now: float) -> str | None:
-        """The next frame to send (and the send starts now), or None when empty or closed."""
-        if self.closed or not self._pending:
-            self.sending_since = None
-            return None
-        key = next(iter(self._pending))
-        self.sending_since = now
-        frame, size = self._pending.pop(key)
-        self.size -= size
-        return frame
-
-    def sent(self) -> None:
-        self.sending_since = None
-
-    def stuck(self, now: float, limit: float) -> bool:
-        """True when one send has been blocked for ``limit`` seconds: the peer stopped reading."""
-        return self.sending_since is not None and now - self.sending_since >= limit
-
-    def close(self) -> None:
-        self.closed = True
-        self._pending.clear()
-        self.size = 0
-
-    def __len__(self) -> int:
-        return len(self._pending)
 
 
 class Conduct:
@@ -150,14 +85,22 @@ class Tab:
         "outbox",
         "rate_logged",
         "registry",
+        "send_now",
         "socket",
         "user_id",
     )
 
-    def __init__(self, registry: Tabs, user_id: str, socket: Socket) -> None:
+    def __init__(
+        self,
+        registry: Tabs,
+        user_id: str,
+        socket: Socket,
+        send_now: Callable[[str], bool] | None = None,
+    ) -> None:
         self.registry = registry
         self.user_id = user_id
         self.socket = socket
+        self.send_now = send_now  # None: every frame goes through the sender task
         self.outbox = Outbox(registry.queue_bytes)
         # Both are created when first needed: most tabs never send a bad frame, and send a
         # ``call`` frame only when the phone rings.
@@ -172,6 +115,18 @@ class Tab:
     def push(self, key: str | None, frame: str, size: int | None = None) -> None:
         if key is not None:
             self._note_painted(key)
+        # Nothing waits to go out (no sender: the outbox is empty) and the socket takes the frame
+        # now: written here, without a task to start, schedule and end for every frame (the
+        # sender's task and its trip through the ASGI send were ~30% of a paint's CPU:
+        # bench/call_cost.py "deliver"). Otherwise it queues, and the sender keeps the order.
+        send_now = self.send_now
+        if (
+            send_now is not None
+            and self._sender is None
+            and not self.outbox.closed
+            and send_now(frame)
+        ):
+            return
         result = self.outbox.put(key, frame, size)
         if result is Put.OVERFLOW:
             log.info("closing a tab of user %s whose queue is full (1013)", self.user_id)
@@ -300,7 +255,9 @@ class Tabs:
         self.on_close: Callable[[int], None] | None = None  # metrics hook: close code
         self.on_evict: Callable[[str], None] | None = None  # a user's oldest tab was closed
 
-    def open(self, user_id: str, socket: Socket) -> Tab:
+    def open(
+        self, user_id: str, socket: Socket, send_now: Callable[[str], bool] | None = None
+    ) -> Tab:
         """A new tab for ``user_id``, registered before anything is sent to it. A user at
         ``max_per_user`` tabs loses the oldest (1008 "too many tabs"): the newest is the one
         the user is looking at, and a page left open somewhere is the likelier to be stale."""
@@ -310,7 +267,7 @@ class Tabs:
             oldest.close(CLOSE_ABUSE, TOO_MANY_TABS)
             if self.on_evict is not None:
                 self.on_evict(user_id)
-        tab = Tab(self, user_id, socket)
+        tab = Tab(self, user_id, socket, send_now)
         self._by_user.setdefault(user_id, {})[tab] = None
         self._count += 1
         self._signal()

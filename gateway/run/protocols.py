@@ -23,16 +23,19 @@ pings cost the loop (:meth:`TabSocketProtocol.handle_ping`).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import weakref
+from typing import Any, cast
 
 import httptools
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import HeaderLineTooLong, RequestLineTooLong, TooManyHeaders
+from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
 from gateway.live.bucket import TokenBucket
+from gateway.live.tabs import SEND_NOW
 from gateway.run.connections import (
     RESERVED_PATHS,
     Admission,
@@ -264,6 +267,31 @@ class TabSocketProtocol(WebSocketsSansIOProtocol):
         if transport.get_write_buffer_size() > guard.limits.unread_bytes:
             guard.refuse("unread_output", peer_of(transport))
             self._close_unread(UNREAD_REASON)
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if not self.close_sent:  # websockets accepted it: the app's task starts next
+            # Weak: the scope is the protocol's own, and a cycle would outlive the tab (gcpolicy).
+            extensions = cast(dict[str, Any], self.scope["extensions"])
+            extensions[SEND_NOW] = weakref.WeakMethod(self.send_now)
+
+    def send_now(self, text: str) -> bool:
+        """Write a text frame at once, as uvicorn's ``send`` does when nothing makes it wait;
+        False (nothing written) when something would: writing paused because the peer reads
+        slowly, the handshake not accepted yet, a close under way. The tab's sender then awaits
+        ``send``, which waits, raises or refuses as uvicorn decides."""
+        if (
+            not self.handshake_complete
+            or self.initial_response is not None
+            or self.close_sent
+            or self.disconnected
+            or not self.writable.is_set()
+            or self.transport.is_closing()
+        ):
+            return False
+        self.conn.send_text(text.encode())
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     def handle_ping(self) -> None:
         """Answer a ping, unless the peer pings faster than ``CALLGUARD_TAB_PING_RATE``.

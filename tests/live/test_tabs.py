@@ -8,14 +8,13 @@ import pytest
 
 from gateway.live import wire
 from gateway.live.bucket import TokenBucket
+from gateway.live.outbox import Outbox, Put
 from gateway.live.tabs import (
     CLOSE_ABUSE,
     CLOSE_SLOW,
     MAX_CALL_WAIT,
     TOO_MANY_TABS,
     Conduct,
-    Outbox,
-    Put,
     Tabs,
 )
 from rules.model import Decision
@@ -348,3 +347,57 @@ async def test_run_sweeps_sweeps_periodically() -> None:
             await tabs.wait_until(lambda t: t.count == 0)
     finally:
         sweeper.cancel()
+
+
+class WritableSocket(RecordingSocket):
+    """A socket whose server writes a frame at once while ``writable`` (gateway/run/protocols.py
+    ``send_now``), and otherwise leaves it to the sender's ``send_text``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writable = True
+        self.at_once = 0
+
+    def send_now(self, data: str) -> bool:
+        if not self.writable:
+            return False
+        self.frames.append(data)
+        self.at_once += 1
+        return True
+
+
+async def test_a_frame_the_socket_takes_at_once_goes_without_a_sender() -> None:
+    tabs = Tabs()
+    socket = WritableSocket()
+    tab = tabs.open("1", socket, socket.send_now)
+    assert tabs.deliver("1", "c1", "paint") == 1
+    assert socket.frames == ["paint"]  # written before anything was awaited
+    assert (socket.at_once, tab in tabs.sending) == (1, False)
+
+
+async def test_after_a_frame_that_had_to_wait_the_next_queue_behind_it_in_order() -> None:
+    tabs = Tabs()
+    socket = WritableSocket()
+    tab = tabs.open("1", socket, socket.send_now)
+    socket.writable = False
+    socket.gate.clear()  # the sender's send blocks, as on a paused transport
+    tab.push("c1", "p1")
+    assert tab in tabs.sending
+    socket.writable = True  # the socket could take one now, but p1 is still on its way
+    tab.push("c2", "p2")
+    assert (socket.frames, socket.at_once) == ([], 0)
+    socket.gate.set()
+    await socket.wait(2)
+    assert socket.frames == ["p1", "p2"]
+    assert tab not in tabs.sending  # drained: the next frame goes at once again
+    tab.push("c3", "p3")
+    assert (socket.frames[-1], socket.at_once) == ("p3", 1)
+
+
+async def test_a_closed_tab_writes_nothing_at_once() -> None:
+    tabs = Tabs()
+    socket = WritableSocket()
+    tab = tabs.open("1", socket, socket.send_now)
+    tab.close(CLOSE_SLOW, "too slow")
+    tab.push("c1", "p1")
+    assert socket.frames == []
