@@ -1,13 +1,15 @@
 """Throughput side by side (issue 11, item 4): the bare push server and the gateway, one run.
 
-For each server: a process of its own (gateway/tools/loadserver.py), N websocket tabs, then calls
-through ``POST /api/calls`` at a rising rate, each step for a few seconds. A step passes when
-call->paint p99 <= 10 ms and no paint is lost. Printed: p50/p99 per step, the highest passing
-rate of each server and their ratio, the worst loop stall throughout (while tabs connect,
+Both servers run side by side, each in a process of its own (gateway/tools/loadserver.py) with N
+websocket tabs; then calls through ``POST /api/calls`` at a rising rate. Each step is ``ROUNDS``
+windows of a few seconds per server, the servers taking turns window by window, so that what
+else the machine does at a moment falls on both; a step passes when call->paint p99 over all its
+windows is <= 10 ms and no paint is lost. Printed: p50/p99 per step, the highest passing rate of
+each server and their ratio, the worst loop stall and GC pause throughout (while tabs connect,
 just after, and during every step), and each server's CPU per call (its process's CPU time over
-a step less its idle CPU in as long, divided by the step's calls: gateway/tools/loadserver.py
-``CpuMeter``), which the other work on a busy machine hardly changes. With ``--chart FILE.png`` it draws p99 against the rate
-(matplotlib, from the ``bench`` extra).
+a window less its idle CPU in as long, divided by the window's calls: gateway/tools/loadserver.py
+``CpuMeter``), which the other work on a busy machine hardly changes. With ``--chart FILE.png``
+it draws p99 against the rate (matplotlib, from the ``bench`` extra).
 
     .venv/bin/python bench/throughput.py [--tabs 5000] [--seconds 4] [--chart docs/throughput.png]
 
@@ -31,8 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gateway.tools.loadserver import CpuMeter, ServerProcess
 from gateway.tools.loadtest import Client, Phase, Plan, _freeze_loop, demo_phones, run_phase
 
-LADDER = (250, 500, 750, 1000, 1250, 1500, 2000, 2500, 3000, 4000)
+LADDER = (250, 500, 750, 1000, 1250, 1500, 1750, 2000, 2250, 2500, 3000, 3500, 4000)
 P99_LIMIT_MS = 10.0
+# Windows per step and server. The two servers run side by side and take turns, window by
+# window (bare, gateway, gateway, bare, ...), so a busy moment of a shared machine falls on both
+# alike; a step's p50/p99 are over all its windows' calls together.
+ROUNDS = 3
 
 
 @dataclass
@@ -41,13 +47,22 @@ class Target:
     bare: bool
     steps: list[tuple[float, Phase]] = field(default_factory=list)
     connect_stall_ms: float = 0.0
+    connect_gc_ms: float = 0.0
     kb_per_tab: float = 0.0
     idle_cpu: float = 0.0  # CPU seconds per second with the tabs connected and no calls
+    failures: int = 0  # steps failed in a row: two, and the climb stops for this server
+    server: ServerProcess | None = None
+    client: Client | None = None
+    cpu: CpuMeter | None = None
 
     @property
     def best(self) -> float:
         passing = [rate for rate, ph in self.steps if passes(ph)]
         return max(passing, default=0.0)
+
+    @property
+    def climbing(self) -> bool:
+        return self.failures < 2
 
     def at(self, rate: float) -> Phase | None:
         return next((ph for r, ph in self.steps if r == rate), None)
@@ -57,54 +72,79 @@ class Target:
         during = [float(ph.server["stall_ms"]) for _, ph in self.steps]
         return max([self.connect_stall_ms, *during])
 
+    @property
+    def worst_gc_ms(self) -> float:
+        during = [float(ph.server["gc_ms"]) for _, ph in self.steps]
+        return max([self.connect_gc_ms, *during])
+
 
 def passes(phase: Phase) -> bool:
     return phase.lost == 0 and phase.percentile(0.99) <= P99_LIMIT_MS
 
 
-async def climb(target: Target, plan: Plan, phones: list[str], ladder: tuple[int, ...]) -> None:
-    from gateway.run.server import raise_fd_limit
-
-    raise_fd_limit()
-    server = ServerProcess(plan.tune_gc, False, plan.heartbeat, bare=target.bare)
+async def connect(target: Target, plan: Plan) -> None:
+    """Start the server, connect its tabs, measure its memory and its idle CPU."""
+    server = target.server = ServerProcess(plan.tune_gc, False, plan.heartbeat, bare=target.bare)
     await server.start()
-    client = Client(plan, server.base)
-    freezer: asyncio.Task[None] | None = None
-    try:
-        before = await server.command("reset")
-        await client.connect_all()
-        await asyncio.sleep(plan.settle)
-        after = await server.command("reset")
-        target.connect_stall_ms = float(after["stall_ms"])
-        target.kb_per_tab = (after["rss_kb"] - before["rss_kb"]) / plan.tabs
-        gc.collect()
-        gc.freeze()
-        freezer = asyncio.ensure_future(_freeze_loop())
-        cpu = CpuMeter(server)
-        await cpu.idle(2.0)
-        target.idle_cpu = cpu.idle_per_second
-        rng = random.Random(plan.seed)
-        failures = 0
-        for rate in ladder:
-            client.plan = replace(plan, rate=float(rate), paths=("api",))
-            client.latencies, client.pending = [], {}
-            await cpu.start()
-            sent = await run_phase(client, "api", phones, rng)
-            stats = await server.command("reset")
-            stats["cpu_us"] = cpu.per_call(stats, sent)
-            phase = Phase("api", sent, client.latencies, stats)
+    client = target.client = Client(plan, server.base)
+    before = await server.command("reset")
+    await client.connect_all()
+    await asyncio.sleep(plan.settle)
+    after = await server.command("reset")
+    target.connect_stall_ms, target.connect_gc_ms = float(after["stall_ms"]), float(after["gc_ms"])
+    target.kb_per_tab = (after["rss_kb"] - before["rss_kb"]) / plan.tabs
+    target.cpu = CpuMeter(server)
+    await target.cpu.idle(2.0)
+    target.idle_cpu = target.cpu.idle_per_second
+
+
+async def window(
+    target: Target, plan: Plan, rate: float, phones: list[str], rng: random.Random
+) -> Phase:
+    """One window of calls at ``rate`` to this server."""
+    assert target.server is not None
+    assert target.client is not None
+    assert target.cpu is not None
+    client = target.client
+    client.plan = replace(plan, rate=rate, paths=("api",))
+    client.latencies, client.pending = [], {}
+    await target.cpu.start()
+    sent = await run_phase(client, "api", phones, rng)
+    stats = await target.server.command("reset")
+    stats["cpu_us"] = target.cpu.per_call(stats, sent)
+    return Phase("api", sent, client.latencies, stats)
+
+
+def pooled(windows: list[Phase]) -> Phase:
+    """A step: its windows' calls together; the worst stall and GC pause; CPU per call overall."""
+    sent = sum(w.sent for w in windows)
+    stats = {
+        "stall_ms": max(float(w.server["stall_ms"]) for w in windows),
+        "gc_ms": max(float(w.server["gc_ms"]) for w in windows),
+        "cpu_us": sum(float(w.server["cpu_us"]) * w.sent for w in windows) / max(1, sent),
+    }
+    return Phase("api", sent, [ms for w in windows for ms in w.latencies_ms], stats)
+
+
+async def climb(
+    targets: list[Target], plan: Plan, phones: list[str], ladder: tuple[int, ...]
+) -> None:
+    rng = random.Random(plan.seed)
+    for rate in ladder:
+        live = [t for t in targets if t.climbing]
+        if not live:
+            break
+        windows: dict[str, list[Phase]] = {t.name: [] for t in live}
+        for turn in range(ROUNDS):
+            for target in live if turn % 2 == 0 else live[::-1]:
+                windows[target.name].append(await window(target, plan, float(rate), phones, rng))
+                await asyncio.sleep(0.5)  # the last paints' ends, before the other's window
+        for target in live:
+            phase = pooled(windows[target.name])
             target.steps.append((float(rate), phase))
             print(f"  {target.name:>7} {rate:>5}/s: {line(phase)}", flush=True)
-            failures = 0 if passes(phase) else failures + 1
-            if failures >= 2:  # saturated: the next steps only queue more
-                break
-            await asyncio.sleep(1.0)
-    finally:
-        if freezer is not None:
-            freezer.cancel()
-        await client.close()
-        await server.stop()
-        gc.unfreeze()
+            # Two failed steps in a row: saturated, the next steps only queue more.
+            target.failures = 0 if passes(phase) else target.failures + 1
 
 
 def line(ph: Phase) -> str:
@@ -143,20 +183,41 @@ def chart(targets: list[Target], path: Path, tabs: int) -> None:
 
 
 async def bench(args: argparse.Namespace) -> list[str]:
+    from gateway.run.server import raise_fd_limit
+
+    raise_fd_limit()
     plan = Plan(tabs=args.tabs, seconds=args.seconds, paths=("api",))
     phones = demo_phones()
     ladder = tuple(r for r in LADDER if r <= args.max_rate)
     targets = [Target("bare", True), Target("gateway", False)]
     started = time.perf_counter()
-    for target in targets:
-        print(f"== {target.name}: {plan.tabs} tabs", flush=True)
-        await climb(target, plan, phones, ladder)
+    freezer: asyncio.Task[None] | None = None
+    try:
+        for target in targets:
+            print(f"== {target.name}: {plan.tabs} tabs", flush=True)
+            await connect(target, plan)
+        gc.collect()
+        gc.freeze()
+        freezer = asyncio.ensure_future(_freeze_loop())
+        print(f"== calls, {ROUNDS} alternated windows of {plan.seconds:g} s per step", flush=True)
+        await climb(targets, plan, phones, ladder)
+    finally:
+        if freezer is not None:
+            freezer.cancel()
+        for target in targets:
+            if target.client is not None:
+                await target.client.close()
+            if target.server is not None:
+                await target.server.stop()
+        gc.unfreeze()
     bare, gw = targets
     out = [f"== results ({time.perf_counter() - started:.0f} s, python {sys.version.split()[0]})"]
     for t in targets:
         out.append(
             f"{t.name:>7}: highest rate with p99 <= {P99_LIMIT_MS:g} ms: {t.best:g}/s; "
-            f"worst loop stall throughout {t.worst_stall_ms:.1f} ms; {t.kb_per_tab:.1f} kB/idle tab; "
+            f"worst loop stall throughout {t.worst_stall_ms:.1f} ms (while tabs connected "
+            f"{t.connect_stall_ms:.1f}), longest GC pause {t.worst_gc_ms:.1f} ms; "
+            f"{t.kb_per_tab:.1f} kB/idle tab; "
             f"idle CPU {t.idle_cpu * 100:.1f}% of a core"
         )
     ratio = gw.best / bare.best if bare.best else float("nan")

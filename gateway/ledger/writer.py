@@ -14,9 +14,9 @@ a request behind everything recorded before it and await its answer, so ``stop``
 shutdown) writes all that was queued before it returns.
 
 The thread still needs the GIL for its Python work; it keeps that small (a tuple per call,
-``executemany`` per kind of statement) and pauses every ``CHUNK`` items while it builds a batch
-(as the sink does while it writes one: :data:`gateway.store.ledger_sink.CHUNK`), so the loop
-never waits behind a whole batch.
+``executemany`` per kind of statement) and, while it builds a batch, may pause every ``CHUNK``
+items (as the sink does while it writes one: :data:`gateway.store.ledger_sink.HOLD`), so the
+loop never waits behind a whole batch.
 """
 
 from __future__ import annotations
@@ -34,7 +34,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gateway.live.call import Paint
 from gateway.store.database import Database, DatabaseError
-from gateway.store.ledger_sink import CHUNK, Applied, Ended, LedgerSink, Row, open_sink, pause
+from gateway.store.ledger_sink import (
+    CHUNK,
+    Applied,
+    Ended,
+    LedgerSink,
+    Row,
+    open_sink,
+    pause,
+    resume,
+)
 
 log = logging.getLogger("callguard.ledger")
 
@@ -215,6 +224,7 @@ class LedgerWriter:
         applied: list[Applied] = []
         request: _Item | None = None
         taken = 0
+        resume()
         while self._queue and taken < BATCH:
             item = self._queue.popleft()
             kind = item[0]

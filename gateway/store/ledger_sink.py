@@ -4,8 +4,8 @@ write runs on the event loop and little Python runs at all (SQLAlchemy's compili
 cost the loop ~45 µs a call).
 
 - SQLite: the standard library's ``sqlite3``, whose calls let go of the GIL while SQLite works;
-  written in chunks with a pause between them, so the event loop gets the GIL when it needs it
-  (:data:`CHUNK`).
+  written in chunks with a pause between them now and then, so the event loop gets the GIL when
+  it needs it (:data:`CHUNK`, :data:`HOLD`).
 - PostgreSQL: asyncpg, the gateway's driver already, on an event loop private to the thread
   (a batch is one round trip, during which the GIL is free).
   A synchronous driver (psycopg) would be a second PostgreSQL driver to install and keep, and
@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -44,12 +45,16 @@ PURGE_BATCH = 1000
 # A thread that lets go of the GIL only for a moment (one SQLite step, a few microseconds) takes
 # it back before the event loop's thread, woken by that, runs: the loop then waits for the whole
 # batch, or for the interpreter's switch interval (5 ms). So the thread works in chunks of CHUNK
-# statements (or rows to build) and sleeps PAUSE between two, long enough for a waiting loop to
-# take the GIL. bench/ledger_gil.py, at 50 times the usual write rate, median p99 of the loop's
-# wake-up delay: SQLite file 2.1 ms with one executemany a batch, 0.48 in chunks, 0.42 with no
-# writer (in memory 0.67, 0.38 and 0.13).
+# statements (or rows to build) and, between two, sleeps PAUSE once it has worked HOLD since it
+# last let go: long enough for a waiting loop to take the GIL. bench/ledger_gil.py, at 50 times
+# the usual write rate, median p99 of the loop's wake-up delay: SQLite file 2.1 ms with one
+# executemany a batch, 0.48 in chunks, 0.42 with no writer (in memory 0.67, 0.38 and 0.13).
+# A pause after every chunk, though, was a context switch per 16 items: 0.27 a call at 500
+# calls/s (the gateway's whole loop thread makes ~2), each dear on a virtual machine.
 CHUNK = 16
 PAUSE = 0.0002
+HOLD = 0.0005
+_held = threading.local()  # per writer thread: when it last let go of the GIL
 
 Row = tuple[Any, ...]
 Ended = tuple[Any, str, str]  # (ended_at, caller_id, call_id)
@@ -77,9 +82,17 @@ class LedgerSink(Protocol):
     def close(self) -> None: ...
 
 
+def resume() -> None:
+    """The thread starts work after a wait, in which it held no GIL."""
+    _held.since = time.perf_counter()
+
+
 def pause() -> None:
-    """Let go of the GIL long enough for the event loop's thread to take it, if it waits."""
-    time.sleep(PAUSE)
+    """Let go of the GIL long enough for the event loop's thread to take it, if it waits, once
+    this thread has worked :data:`HOLD` since it last did."""
+    if time.perf_counter() - getattr(_held, "since", 0.0) >= HOLD:
+        time.sleep(PAUSE)
+        resume()
 
 
 def open_sink(database: Database) -> LedgerSink:
