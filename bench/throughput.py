@@ -112,6 +112,7 @@ async def window(
     sent = await run_phase(client, "api", phones, rng)
     stats = await target.server.command("reset")
     stats["cpu_us"] = target.cpu.per_call(stats, sent)
+    stats["writes"] = target.cpu.count_per_call("writes", stats, sent)
     return Phase("api", sent, client.latencies, stats)
 
 
@@ -122,6 +123,7 @@ def pooled(windows: list[Phase]) -> Phase:
         "stall_ms": max(float(w.server["stall_ms"]) for w in windows),
         "gc_ms": max(float(w.server["gc_ms"]) for w in windows),
         "cpu_us": sum(float(w.server["cpu_us"]) * w.sent for w in windows) / max(1, sent),
+        "writes": sum(float(w.server["writes"]) * w.sent for w in windows) / max(1, sent),
     }
     return Phase("api", sent, [ms for w in windows for ms in w.latencies_ms], stats)
 
@@ -152,7 +154,7 @@ def line(ph: Phase) -> str:
     return (
         f"p50 {ph.percentile(0.5):6.2f} ms  p99 {ph.percentile(0.99):7.2f} ms  "
         f"worst stall {float(ph.server['stall_ms']):6.1f} ms  "
-        f"server CPU {ph.server['cpu_us']:5.1f} us/call{lost}"
+        f"server CPU {ph.server['cpu_us']:5.1f} us, {ph.server['writes']:.2f} writes/call{lost}"
     )
 
 

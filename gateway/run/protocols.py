@@ -36,6 +36,7 @@ from websockets.server import ServerProtocol
 
 from gateway.live.bucket import TokenBucket
 from gateway.live.tabs import SEND_NOW
+from gateway.run.coalesce import HeadWithBody
 from gateway.run.connections import (
     RESERVED_PATHS,
     Admission,
@@ -45,6 +46,7 @@ from gateway.run.connections import (
 from gateway.run.metrics import Metrics
 from gateway.run.refusals import Refusals
 
+CALLS_PATH = "/api/calls"  # its answer goes out in one write (gateway/run/coalesce.py)
 LINGER = 2.0  # seconds a refused request's client may still send before the connection closes
 UNREAD_CLOSE = 1008
 UNREAD_REASON = "unread output over the limit"
@@ -179,6 +181,9 @@ class TabHttpProtocol(HttpToolsProtocol):
         if self.reserved and not self._health_check():
             self._refuse(503, "max_connections")
         super().on_headers_complete()
+        scope = self.scope
+        if scope.get("path") == CALLS_PATH and scope["method"] == "POST" and self.cycle is not None:
+            self.cycle.transport = HeadWithBody(self.transport)  # type: ignore[assignment]
 
     def handle_websocket_upgrade(self) -> None:
         self._stop_timers()

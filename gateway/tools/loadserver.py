@@ -101,6 +101,7 @@ class CpuMeter:
         self.server = server
         self.idle_per_second = 0.0
         self._cpu = self._started = 0.0
+        self._stats: dict[str, Any] = {}
 
     async def idle(self, seconds: float) -> None:
         """Measure the idle CPU: no calls for ``seconds``."""
@@ -110,13 +111,31 @@ class CpuMeter:
         self.idle_per_second = (stats["cpu_s"] - self._cpu) / (time.perf_counter() - self._started)
 
     async def start(self) -> None:
-        self._cpu = (await self.server.command("stats"))["cpu_s"]
+        self._stats = await self.server.command("stats")
+        self._cpu = self._stats["cpu_s"]
         self._started = time.perf_counter()
+
+    def count_per_call(self, key: str, stats: dict[str, Any], calls: int) -> float:
+        """A counter of the server's (``writes``: its write system calls) per call, from
+        :meth:`start` to ``stats``; idle work included (nan where /proc is not Linux's)."""
+        if key not in stats or key not in self._stats:
+            return float("nan")
+        return float(stats[key] - self._stats[key]) / max(1, calls)
 
     def per_call(self, stats: dict[str, Any], calls: int) -> float:
         """From :meth:`start` to ``stats`` (the server's, taken after the phase)."""
         idle = self.idle_per_second * (time.perf_counter() - self._started)
         return float(stats["cpu_s"] - self._cpu - idle) / max(1, calls) * 1e6
+
+
+def _io() -> dict[str, int]:
+    """This process's read and write system calls so far (Linux's /proc; else nothing)."""
+    try:
+        with open("/proc/self/io") as io:
+            counts = dict(line.split(":", 1) for line in io)
+    except OSError:
+        return {}
+    return {"reads": int(counts["syscr"]), "writes": int(counts["syscw"])}
 
 
 def _rss_kb() -> float:
@@ -209,6 +228,7 @@ async def _child(
             # CPU seconds this process used so far: per call, the load on the machine hardly
             # changes it, where latency figures follow whatever else runs beside.
             "cpu_s": time.process_time(),
+            **_io(),  # a system call is dear on a virtual machine: how many a call costs
         }
         if shared is not None:  # sharing Redis: connected? frames dropped on the way?
             stats["fanout"] = shared.health()
