@@ -7,6 +7,7 @@ Values are frozen: the pipeline passes them forward and never mutates them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from functools import cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +135,15 @@ class Decision:
 
 def _as_dict(value: Lead | Contact | Company | Owner | Subject) -> dict[str, object]:
     out: dict[str, object] = {}
-    for f in fields(value):
-        item = getattr(value, f.name)
-        out[f.name] = list(item) if isinstance(item, tuple) else item
+    kind: type = type(value)
+    for name in _names(kind):
+        item = getattr(value, name)
+        out[name] = list(item) if isinstance(item, tuple) else item
     return out
+
+
+@cache
+def _names(kind: type) -> tuple[str, ...]:
+    # dataclasses.fields() builds its answer anew each time: it was half of a decision's
+    # to_dict, which every POST /api/calls answer carries.
+    return tuple(f.name for f in fields(kind))
