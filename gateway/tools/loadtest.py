@@ -28,6 +28,7 @@ import orjson
 
 from gateway.live.tokens import issue_token
 from gateway.tools.loadserver import API_KEY, SECRET, ServerProcess
+from gateway.tools.posting import Poster
 
 if TYPE_CHECKING:  # the CLI imports this module for its arguments: keep that import light
     from websockets.asyncio.client import ClientConnection
@@ -180,20 +181,12 @@ async def run_phase(
 ) -> int:
     """Send calls at the plan's rate for the plan's seconds, each to a tab drawn from ``tabs``
     (indices; by default all of them); how many were sent."""
-    import aiohttp
-
     plan = client.plan
     total = int(plan.rate * plan.seconds)
     auth = {"Authorization": f"Bearer {plan.api_key}"}
-    url = f"{client.base}/api/calls"
-    inflight: set[asyncio.Task[None]] = set()
-    connector = aiohttp.TCPConnector(limit=64)
-    async with aiohttp.ClientSession(connector=connector) as http:
-
-        async def post(body: bytes) -> None:
-            async with http.post(url, data=body, headers=auth) as response:
-                await response.read()
-
+    inflight: set[asyncio.Task[tuple[int, bytes]]] = set()
+    poster = Poster(f"{client.base}/api/calls", auth, connections=64)
+    try:
         started = time.perf_counter()
         for i in range(total):
             delay = started + i / plan.rate - time.perf_counter()
@@ -207,7 +200,7 @@ async def run_phase(
                 body = orjson.dumps(
                     {"user_id": client.user(index), "phone": phone, "call_id": call_id}
                 )
-                task = asyncio.ensure_future(post(body))
+                task = asyncio.ensure_future(poster.post(body))
                 inflight.add(task)
                 task.add_done_callback(inflight.discard)
             else:
@@ -218,6 +211,8 @@ async def run_phase(
             client.drained.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(client.drained.wait(), 5.0)
+    finally:
+        await poster.close()
     return total
 
 
