@@ -36,8 +36,11 @@ setattr(gateway_settings, "__test__", False)  # noqa: B010 - a function attribut
 
 
 @contextlib.asynccontextmanager
-async def running_app(app: Starlette, settings: Settings, port: int = 0) -> AsyncIterator[str]:
-    """Serve ``app`` on 127.0.0.1 (``port``, or a free one); yield its base URL; shut down cleanly."""
+async def running_app(
+    app: Starlette, settings: Settings, port: int = 0, tune_gc: bool = False
+) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 (``port``, or a free one); yield its base URL; shut down cleanly.
+    ``tune_gc``: with the GC policy, as ``callguard serve`` (it freezes this whole process)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
@@ -45,7 +48,7 @@ async def running_app(app: Starlette, settings: Settings, port: int = 0) -> Asyn
     config = uvicorn_config(app, settings.but(host="127.0.0.1", port=port), log_config=None)
     started = asyncio.Event()
     server_task = asyncio.get_running_loop().create_task(
-        serve(GatewayServer(config), sockets=[sock], tune_gc=False, started=started)
+        serve(GatewayServer(config), sockets=[sock], tune_gc=tune_gc, started=started)
     )
     try:
         async with asyncio.timeout(timeout()):

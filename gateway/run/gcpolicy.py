@@ -17,8 +17,9 @@ to avoid (200-700 ms at 5000 tabs). The price would be cyclic garbage that was f
 and died later; a tab's objects die by reference counting instead (frozen or not, they are
 freed), because the one cycle a tab's connection used to leave behind — uvicorn's HTTP protocol
 after the websocket upgrade — is broken where it is made (:class:`gateway.run.server.
-TabHttpProtocol`). ``callguard_gc_frozen_objects`` shows the frozen set; it should follow the
-open tabs, not the tabs ever opened.
+TabHttpProtocol`); tests/run/test_gcpolicy.py shows that a churn of tabs leaves no garbage.
+``callguard_gc_frozen_objects`` is the count at start-up only: counting the frozen set walks all
+of it with the GIL held.
 """
 
 from __future__ import annotations
@@ -42,10 +43,14 @@ class GcPolicy:
     def __init__(self) -> None:
         self.freezes = 0
 
-    def after_startup(self) -> None:
+    def after_startup(self) -> int:
+        """Freeze what start-up left alive; how many objects that was. Counted here, before any
+        tab: ``gc.get_freeze_count()`` walks the whole frozen set (355 ms at 19,500 tabs)."""
         gc.collect()
         gc.freeze()
-        log.debug("froze %d objects after start-up", gc.get_freeze_count())
+        frozen = gc.get_freeze_count()
+        log.debug("froze %d objects after start-up", frozen)
+        return frozen
 
     def tick(self) -> None:
         freeze_survivors()  # only what is younger than one interval is unfrozen

@@ -6,7 +6,6 @@ calls) read the registry when scraped instead of being kept in step by hand.
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -124,12 +123,14 @@ class Metrics:
             "Longest garbage collection pause since start",
             registry=r,
         )
-        # The GC policy's frozen set (gateway/run/gcpolicy.py): it follows the open tabs; one
-        # that only grows while tabs come and go is cyclic garbage nobody collects.
+        # The GC policy's frozen set (gateway/run/gcpolicy.py), counted once, at start-up, before
+        # any tab: gc.get_freeze_count() walks every frozen object with the GIL held, and a
+        # scrape that read it live stopped the loop for 355 ms at 19,500 tabs.
         self.gc_frozen = Gauge(
-            "callguard_gc_frozen_objects", "Objects the GC policy froze, alive or not", registry=r
+            "callguard_gc_frozen_objects",
+            "Objects the GC policy froze at start-up (not read again: counting stops the loop)",
+            registry=r,
         )
-        self.gc_frozen.set_function(gc.get_freeze_count)
 
     def watch(
         self, tabs: Callable[[], int], users: Callable[[], int], calls: Callable[[], int]

@@ -128,8 +128,11 @@ async def serve(
             app = server.config.app
             assert isinstance(app, Starlette), "serve() runs apps made by create_app()"
             policy = GcPolicy()
-            policy.after_startup()
+            frozen = policy.after_startup()
             app.state.gc_policy = policy
+            gateway = getattr(app.state, "gateway", None)  # None: the bare push server
+            if gateway is not None:
+                gateway.metrics.gc_frozen.set(frozen)
             ticker = asyncio.get_running_loop().create_task(policy.run())
         if started is not None:
             started.set()
