@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # the CLI imports this module for its arguments: keep that im
 
 FIRST_USER = 100_000
 MAX_TABS = 20_000
+POST_CONNECTIONS = 16  # kept-alive connections the api path posts calls over
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,8 +186,10 @@ async def run_phase(
     total = int(plan.rate * plan.seconds)
     auth = {"Authorization": f"Bearer {plan.api_key}"}
     inflight: set[asyncio.Task[tuple[int, bytes]]] = set()
-    poster = Poster(f"{client.base}/api/calls", auth, connections=64)
+    poster = Poster(f"{client.base}/api/calls", auth, connections=POST_CONNECTIONS)
     try:
+        if path == "api":  # as a PBX keeps its connections: their handshakes are not calls
+            await poster.open(POST_CONNECTIONS)
         started = time.perf_counter()
         for i in range(total):
             delay = started + i / plan.rate - time.perf_counter()

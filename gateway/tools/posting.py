@@ -54,6 +54,12 @@ class Poster:
                 conn[1].close()
             return status, answer
 
+    async def open(self, count: int) -> None:
+        """Open ``count`` connections now, before they are needed: a burst that opened them on
+        demand would time their handshakes as calls (measured at 19,500 tabs: the first 0.3 s
+        of calls waited for 64 connects on the generator's busy loop)."""
+        self._idle += await asyncio.gather(*(self._open() for _ in range(count)))
+
     async def close(self) -> None:
         for _, writer in self._idle:
             writer.close()

@@ -67,6 +67,17 @@ async def test_posts_share_kept_alive_connections() -> None:
     assert sum(seen) == 20
 
 
+async def test_connections_opened_ahead_carry_the_posts() -> None:
+    async with server(ok) as (url, seen):
+        poster = Poster(url, {}, connections=3)
+        async with asyncio.timeout(timeout()):
+            await poster.open(3)
+            answers = await asyncio.gather(*(poster.post(b"%d" % i) for i in range(9)))
+        await poster.close()
+    assert answers == [(200, b"%d" % i) for i in range(9)]
+    assert (len(seen), sum(seen)) == (3, 9)
+
+
 async def test_a_connection_closed_while_idle_is_replaced() -> None:
     async with server(ok, close_after=1) as (url, seen):
         poster = Poster(url, {}, connections=1)
