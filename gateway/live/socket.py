@@ -3,9 +3,11 @@
 Order on connect: refuse a page origin that is not allowed (HTTP 403, before accept: see
 gateway/web/origins.py), accept, verify the token (4401 and nothing else on failure), register
 the tab, queue ``hello`` and then the user's current paints, and schedule the token's renewal.
-After that the receive loop only reads client frames; everything sent goes through the tab's
-outbox, so one task writes to the socket. Every close is counted by code: the gateway's in
-``callguard_tab_closes``, the browser's or the network's in ``callguard_tab_disconnects``.
+After that the receive loop only reads client frames; everything sent goes through the tab
+(gateway/live/tabs.py), which writes a frame at once while nothing waits before it and otherwise
+queues it for its one sender task, so frames keep their order. Every close is counted by code:
+the gateway's in ``callguard_tab_closes``, the browser's or the network's in
+``callguard_tab_disconnects``.
 Bad frames get an ``error`` and the socket stays open, until :class:`gateway.live.tabs.Conduct`
 calls it abuse (1008). A ``call`` frame with a number that is not a phone number, beyond the
 tab's ``CALLGUARD_TAB_CALL_RATE``, or while its user (or the gateway) has as many calls in flight
