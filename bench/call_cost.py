@@ -163,23 +163,27 @@ def bare_app(tabs: dict[str, Tab]) -> Any:
     return app
 
 
+def bench_settings(ledger_days: int, **changes: Any) -> Settings:
+    """An in-process gateway's settings (no server: host and port are not used)."""
+    base = Settings(secret=SECRET, api_key=API_KEY, host="127.0.0.1", port=0)
+    return base.but(ledger_days=ledger_days, **changes)
+
+
+def open_tab(gateway: Any) -> Tab:
+    """The user's one tab, taking every frame at once as the real server's protocol does."""
+    socket = NullSocket()
+    return gateway.tabs.open(USER, socket, socket.send_now)  # type: ignore[no-any-return]
+
+
 async def measure(calls: int, ledger_days: int = 365) -> list[str]:
-    settings = Settings(
-        secret=SECRET,
-        api_key=API_KEY,
-        host="127.0.0.1",
-        port=0,
-        ledger_days=ledger_days,
-        tab_call_rate=1e9,  # one tab sends every call here
-    )
+    settings = bench_settings(ledger_days, tab_call_rate=1e9)  # one tab sends every call here
     app = create_app(settings)
     gateway = app.state.gateway
     out: list[str] = []
     async with app.router.lifespan_context(app):
         data = gateway.dataset
         phones = [n["phone"] for n in list_numbers(data)]
-        socket = NullSocket()
-        tab = gateway.tabs.open(USER, socket, socket.send_now)
+        tab = open_tab(gateway)
         keys = [gateway.calls.normalize(p) for p in phones]
         for key in keys:  # warm the cache
             await gateway.directory.lookup(key)

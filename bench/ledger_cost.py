@@ -48,9 +48,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import uvloop
 
-from bench.call_cost import API_KEY, SECRET, USER, NullSocket, settle
+from bench.call_cost import USER, bench_settings, open_tab, settle
 from gateway.live.tabs import Tab
-from gateway.run.config import Settings
 from gateway.run.runtime import Gateway
 from gateway.tools.loadtest import Plan, Run, demo_phones, run
 from gateway.web.app import create_app
@@ -69,19 +68,11 @@ def database(url: str, scratch: Path, name: str) -> str:
 @contextlib.asynccontextmanager
 async def in_process(ledger_days: int, url: str) -> AsyncIterator[tuple[Gateway, Tab, list[str]]]:
     """A gateway in this process (no server), one tab that swallows frames, the cache warm."""
-    settings = Settings(
-        secret=SECRET,
-        api_key=API_KEY,
-        host="127.0.0.1",
-        port=0,
-        ledger_days=ledger_days,
-        database_url=url,
-    )
-    app = create_app(settings)
+    app = create_app(bench_settings(ledger_days, database_url=url))
     gateway = app.state.gateway
     async with app.router.lifespan_context(app):
         phones = [n["phone"] for n in list_numbers(gateway.dataset)]
-        tab = gateway.tabs.open(USER, NullSocket())
+        tab = open_tab(gateway)
         for phone in phones:
             await gateway.directory.lookup(gateway.calls.normalize(phone))
         yield gateway, tab, phones

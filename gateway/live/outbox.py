@@ -35,12 +35,11 @@ class Outbox:
         self.sending_since: float | None = None
         self.closed = False
 
-    def put(self, key: str | None, frame: str, size: int | None = None) -> Put:
-        """Queue ``frame`` (``size`` bytes, measured if not given); ``key=None`` for frames that
-        never replace each other (errors)."""
+    def put(self, key: str | None, frame: str) -> Put:
+        """Queue ``frame``; ``key=None`` for frames that never replace each other (errors)."""
         if self.closed:
             return Put.CLOSED
-        size = size_of(frame) if size is None else size
+        size = size_of(frame)
         old = self._pending.get(key) if key is not None else None
         grown = self.size + size - (old[1] if old is not None else 0)
         if grown > self.limit:

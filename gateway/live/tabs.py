@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from gateway.live.bucket import TokenBucket
-from gateway.live.outbox import Outbox, Put, size_of
+from gateway.live.outbox import Outbox, Put
 
 log = logging.getLogger("callguard.tabs")
 
@@ -112,7 +112,7 @@ class Tab:
         # call id -> frames pushed for it and not yet acknowledged by an ``applied`` (bounded)
         self._painted: dict[str, int] | None = None
 
-    def push(self, key: str | None, frame: str, size: int | None = None) -> None:
+    def push(self, key: str | None, frame: str) -> None:
         if key is not None:
             self._note_painted(key)
         # Nothing waits to go out (no sender: the outbox is empty) and the socket takes the frame
@@ -127,7 +127,7 @@ class Tab:
             and send_now(frame)
         ):
             return
-        result = self.outbox.put(key, frame, size)
+        result = self.outbox.put(key, frame)
         if result is Put.OVERFLOW:
             log.info("closing a tab of user %s whose queue is full (1013)", self.user_id)
             self.close(CLOSE_SLOW, "too slow: the tab stopped reading")
@@ -293,9 +293,8 @@ class Tabs:
         tabs = self._by_user.get(user_id)
         if not tabs:
             return 0
-        size = size_of(frame)
         for tab in list(tabs):
-            tab.push(key, frame, size)
+            tab.push(key, frame)  # its size is measured only if it has to queue
         return len(tabs)
 
     def of(self, user_id: str) -> list[Tab]:
