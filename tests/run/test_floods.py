@@ -86,7 +86,10 @@ async def test_half_sent_heads_and_unread_pongs_are_closed_and_memory_stays_boun
     tmp_path: Path,
 ) -> None:
     # Pings as fast as they come (the ping rate is another test's): the unread bound must hold.
-    settings = {"header_timeout": "0.5", "tab_queue_bytes": "16384", "tab_ping_rate": "1000000"}
+    # The head timer starts at accept; the flood writes its half head once its connect returns,
+    # which took over 0.5 s for most of 300 connections in a slow CI run (coverage on): they
+    # timed out before their head arrived and were closed without a 408. 2 s leaves room.
+    settings = {"header_timeout": "2", "tab_queue_bytes": "16384", "tab_ping_rate": "1000000"}
     async with serving(tmp_path, **settings) as gateway:
         async with partial_headers("127.0.0.1", gateway.port, 300) as flood:
             async with asyncio.timeout(timeout(2)):
