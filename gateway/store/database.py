@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -121,6 +122,13 @@ class Database:
                     "CALLGUARD_STATE_DIR to a writable directory or CALLGUARD_DATABASE_URL to "
                     "another database"
                 ) from None
+            try:
+                await asyncio.to_thread(_wal, self.sqlite_target, self.timeout)
+            except sqlite3.Error as err:
+                raise DatabaseUnavailable(
+                    f"{VARIABLE}: cannot open the database {self.shown}: {describe(err)}"
+                    f"{_advice(self.url)}"
+                ) from None
         self._engine = self._create_engine()
         try:
             async with self.transaction("migrate", write=True) as conn:
@@ -219,16 +227,35 @@ def _sqlite_transactions(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "connect")
     def connect(dbapi_connection: Any, record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        # WAL: readers never wait for the writer (the ledger's report reads while calls write).
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.close()
+        dbapi_connection.isolation_level = None  # the file is in WAL already (open: _wal)
 
     @event.listens_for(engine.sync_engine, "begin")
     def begin(conn: Connection) -> None:
         write = conn.get_execution_options().get("callguard_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _wal(target: tuple[str, bool] | None, busy_timeout: float) -> None:
+    """Put an SQLite file in WAL mode (it stays so): readers never wait for the writer (the
+    ledger's report reads while calls write). Switching a new file while other processes open
+    it too fails at once with "database is locked", SQLite calling no busy handler there (1 start
+    in ~10 of three together: tests/store/test_database.py); retried as the busy timeout would
+    wait. On a thread of its own: it may sleep."""
+    assert target is not None
+    name, uri = target
+    deadline = time.monotonic() + busy_timeout
+    conn = sqlite3.connect(name, uri=uri, timeout=busy_timeout, isolation_level=None)
+    try:
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+    finally:
+        conn.close()
 
 
 def describe(err: BaseException) -> str:
