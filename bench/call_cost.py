@@ -62,7 +62,7 @@ class NullSocket:
         NullSocket.sent += 1
 
     def send_now(self, data: str) -> bool:
-        """As the real server's protocol offers it (gateway/run/protocols.py): written at once."""
+        """As the real server's protocol offers it (gateway/run/tabsocket.py): written at once."""
         NullSocket.sent += 1
         return True
 

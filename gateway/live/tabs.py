@@ -45,7 +45,7 @@ TOO_MANY_TABS = "too many tabs"
 MAX_CALL_WAIT = 1.0
 
 
-# The ASGI scope extension through which the server (gateway/run/protocols.py) offers a weak
+# The ASGI scope extension through which the server (gateway/run/tabsocket.py) offers a weak
 # reference to ``send_now(text) -> bool``: write a text frame at once if the socket takes it now.
 SEND_NOW = "callguard.send_now"
 

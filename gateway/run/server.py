@@ -33,8 +33,9 @@ from gateway.run.config import Settings
 from gateway.run.connections import ConnectionLimits, GatewayConfig, Guard
 from gateway.run.gcpolicy import GcPolicy
 from gateway.run.metrics import Metrics
-from gateway.run.protocols import TabHttpProtocol, TabSocketProtocol
+from gateway.run.protocols import TabHttpProtocol
 from gateway.run.refusals import Refusals
+from gateway.run.tabsocket import TabSocketProtocol
 
 log = logging.getLogger("callguard.server")
 

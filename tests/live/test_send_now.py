@@ -1,6 +1,6 @@
 """A tab's frames written at once by the real server protocol, and in order when it must wait.
 
-gateway/run/protocols.py offers ``send_now`` to the tab (gateway/live/tabs.py): a frame is written
+gateway/run/tabsocket.py offers ``send_now`` to the tab (gateway/live/tabs.py): a frame is written
 where it is pushed while the transport takes it, and queued behind the tab's sender once the
 peer stops reading and uvicorn pauses writing. Here a client reads nothing while megabytes of
 numbered frames are pushed, then reads them all: none lost, none out of order.

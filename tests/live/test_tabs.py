@@ -350,7 +350,7 @@ async def test_run_sweeps_sweeps_periodically() -> None:
 
 
 class WritableSocket(RecordingSocket):
-    """A socket whose server writes a frame at once while ``writable`` (gateway/run/protocols.py
+    """A socket whose server writes a frame at once while ``writable`` (gateway/run/tabsocket.py
     ``send_now``), and otherwise leaves it to the sender's ``send_text``."""
 
     def __init__(self) -> None:
