@@ -10,6 +10,9 @@ connection reset :data:`LINGER` seconds later if the peer has not read it by the
 the close window after a refused token (4401) is reset at once: its close frame is queued.
 A peer that pings faster than ``CALLGUARD_TAB_PING_RATE`` is closed the same way, before its
 pings cost the loop (:meth:`TabSocketProtocol.handle_ping`).
+
+A read is fed to websockets' parser :data:`FEED_BYTES` at a time, the next slice once the app
+has taken the frames of the last (:meth:`TabSocketProtocol.data_received`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import weakref
 from typing import Any, cast
 
-from uvicorn._types import ASGISendEvent
+from uvicorn._types import ASGIReceiveEvent, ASGISendEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import HeaderLineTooLong, RequestLineTooLong, TooManyHeaders
 from websockets.http11 import Request
@@ -33,6 +36,13 @@ PING_REASON = "too many pings"
 # Pings a peer may send at once (or the rate, if larger) before CALLGUARD_TAB_PING_RATE applies:
 # a client library that pings on connect and every few seconds stays well inside it.
 PING_BURST = 10
+# Bytes of one read parsed per turn of the loop. uvloop reads up to 256 kB at once, and
+# websockets parses all of it in the one callback: 3,000 small frames of a flooding tab took
+# 45-90 ms (measured in bench/abuse.py call-flood-slow-crm), every other tab waiting. 16 kB is
+# ~200 call frames, a few ms; a browser tab's frames are a few hundred bytes and never wait.
+# Parsing the next slice only when the app has taken the last one's frames also keeps the
+# backpressure of a tab over its call rate (gateway/live/socket.py) a slice deep, not a read.
+FEED_BYTES = 16 * 1024
 
 
 class TabSocketProtocol(WebSocketsSansIOProtocol):
@@ -41,8 +51,50 @@ class TabSocketProtocol(WebSocketsSansIOProtocol):
     life (~1 kB per tab; a tab lives for hours)."""
 
     pings: TokenBucket | None = None  # made at the first ping: most peers (browsers) send none
+    backlog = b""  # read but not yet parsed, behind the slice parsed last; reading paused
+    feeding = False  # the backlog's next slice is scheduled
 
     def data_received(self, data: bytes) -> None:
+        """Parse ``data``, or only its first :data:`FEED_BYTES` while the rest waits, reading
+        paused, until the app has taken every frame parsed so far (:meth:`receive`). Data that
+        still arrives (uvicorn resumes reading when its queue is empty) waits behind it."""
+        if self.backlog:
+            self.backlog += data
+            self.transport.pause_reading()
+            return
+        self._feed(data)
+
+    async def receive(self) -> ASGIReceiveEvent:
+        message = await super().receive()
+        if self.backlog:
+            self.transport.pause_reading()  # uvicorn resumed it: its queue is empty, ours not
+            if self.queue.empty():
+                self._feed_soon()
+        return message
+
+    def _feed(self, data: bytes) -> None:
+        if len(data) > FEED_BYTES:
+            data, self.backlog = data[:FEED_BYTES], data[FEED_BYTES:]
+            self.transport.pause_reading()
+        self._parse(data)
+        if self.backlog and self.queue.empty():  # the slice held no whole frame for the app
+            self._feed_soon()
+
+    def _feed_soon(self) -> None:
+        if not self.feeding:
+            self.feeding = True
+            self.loop.call_soon(self._feed_backlog)
+
+    def _feed_backlog(self) -> None:
+        self.feeding = False
+        data, self.backlog = self.backlog, b""
+        if not data or self.disconnected or self.transport.is_closing():
+            return  # the peer is gone or being closed: what it sent last is not read
+        self._feed(data)
+        if not self.backlog and not self.read_paused:  # uvicorn's own pause is its to lift
+            self.transport.resume_reading()
+
+    def _parse(self, data: bytes) -> None:
         super().data_received(data)
         transport = self.transport
         if not self.handshake_initiated and self.conn.handshake_exc is not None:
