@@ -60,8 +60,9 @@ FLUSH, PURGE, STOP = 3, 4, 5
 _Item = tuple[Any, ...]
 
 
-def row_of(paint: Paint, at: datetime) -> Row:
-    """The ledger row of a paint made at ``at``, in the order of the sink's ``COLUMNS``."""
+def row_of(paint: Paint, at: Any) -> Row:
+    """The ledger row of a paint made at ``at`` (the sink's stamp), in the order of the sink's
+    ``COLUMNS``."""
     event, decision = paint.event, paint.decision
     subject, owner = decision.subject, decision.owner
     digits = [c for c in event.phone if c.isdigit()]
@@ -230,7 +231,7 @@ class LedgerWriter:
             kind = item[0]
             taken += 1
             if kind == PAINT:
-                row = row_of(item[1], sink.stamp(datetime.fromtimestamp(item[2], UTC)))
+                row = row_of(item[1], sink.stamp_at(item[2]))
                 key = (row[2], row[1])
                 first = rows.get(key)
                 # One row per call in a batch: the latest decision, at the first paint's time,
@@ -240,7 +241,7 @@ class LedgerWriter:
             # follows its paint within milliseconds, and a short call's end within the batch;
             # an UPDATE each would double the writer's work a call (bench/ledger_cost.py).
             elif kind == ENDED:
-                at = sink.stamp(datetime.fromtimestamp(item[3], UTC))
+                at = sink.stamp_at(item[3])
                 held = rows.get((item[1], item[2]))
                 if held is not None:
                     rows[item[1], item[2]] = (*held[:-2], at, held[-1])

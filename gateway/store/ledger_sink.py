@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import sqlite3
 import threading
 import time
@@ -67,6 +68,10 @@ T = TypeVar("T")
 class LedgerSink(Protocol):
     def stamp(self, moment: datetime) -> Any:
         """``moment`` as this database's driver takes a time."""
+        ...
+
+    def stamp_at(self, seconds: float) -> Any:
+        """``stamp`` of a ``time.time()``: the writer's stamps, two a call."""
         ...
 
     def write(
@@ -141,10 +146,25 @@ class SqliteSink:
         assert database.sqlite_target is not None
         self.database = database
         self._conn: sqlite3.Connection | None = None
+        self._second = -1  # the whole second stamp_at formatted last, and its text
+        self._second_text = ""
 
     def stamp(self, moment: datetime) -> str:
         # As SQLAlchemy stores a DateTime in SQLite, so that the report reads these rows back.
         return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+    def stamp_at(self, seconds: float) -> str:
+        """As ``stamp(datetime.fromtimestamp(seconds, UTC))``, in 1 us instead of 8: the date
+        and time of day are formatted once a second (calls in one batch share their second),
+        the microseconds rounded as datetime rounds them (half to even)."""
+        fraction, whole = math.modf(seconds)
+        micro = round(fraction * 1e6)
+        if micro >= 1_000_000:
+            whole, micro = whole + 1, micro - 1_000_000
+        if whole != self._second:
+            self._second = int(whole)
+            self._second_text = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(whole))
+        return f"{self._second_text}.{micro:06d}"
 
     def write(
         self, rows: Sequence[Row], ended: Sequence[Ended] = (), applied: Sequence[Applied] = ()
@@ -219,6 +239,9 @@ class PostgresSink:
 
     def stamp(self, moment: datetime) -> datetime:
         return moment.astimezone(UTC)
+
+    def stamp_at(self, seconds: float) -> datetime:
+        return datetime.fromtimestamp(seconds, UTC)
 
     def write(
         self, rows: Sequence[Row], ended: Sequence[Ended] = (), applied: Sequence[Applied] = ()

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.store.database import Database, DatabaseError
 from gateway.store.ledger import CallMark, Ledger, LedgerRow, TooManyRows
+from gateway.store.ledger_sink import open_sink
 from gateway.store.url import MEMORY_URL
 
 T0 = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
@@ -130,3 +131,22 @@ async def test_a_closed_database_is_not_written(database_url: str) -> None:
     db = Database(database_url)
     with pytest.raises(DatabaseError, match="is not open"):
         await Ledger(db).write([row("c1")])
+
+
+async def test_the_writers_stamps_are_the_stamps_of_their_times(database_url: str) -> None:
+    """``stamp_at`` (the writer's, formatted once a second on SQLite) stores what ``stamp`` of
+    the same moment stores, so the report reads the writer's rows as the repository's."""
+    db = Database(database_url)
+    await db.open()
+    sink = open_sink(db)
+    try:
+        start = T0.timestamp()
+        # Steps that are not round in binary or in decimal, across second and day boundaries,
+        # and the fractions that round up to the next second.
+        moments = [start + k * 0.0001373 for k in range(20_000)]
+        moments += [start + 86_399.9999996, start + 59.9999995, start + 0.0000005, start + 0.5]
+        for seconds in moments:
+            assert sink.stamp_at(seconds) == sink.stamp(datetime.fromtimestamp(seconds, UTC))
+    finally:
+        sink.close()
+        await db.close()
