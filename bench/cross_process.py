@@ -4,7 +4,7 @@ In one run, the same tabs and the same call rate through ``POST /api/calls``:
 
     single  one gateway process alone (no Redis): the single-process figure
     cross   two gateway processes A and B sharing Redis (``CALLGUARD_REDIS_URL``, the fanout of
-            gateway/live/fanout.py), tabs spread over both (even tabs on A, odd on B), every
+            gateway/live/redisfanout.py), tabs spread over both (even tabs on A, odd on B), every
             call entering A for a tab on B: A decides and publishes, B reads and sends the paint
     local   the same two processes, calls entering A for a tab on A (A still publishes each
             paint and clear to Redis for B)

@@ -14,7 +14,8 @@ from gateway.crm.build import build_directory
 from gateway.crm.dataset import Dataset
 from gateway.ledger.writer import LedgerWriter
 from gateway.live.calls import Calls
-from gateway.live.fanout import Fanout, LocalFanout, RedisFanout
+from gateway.live.fanout import Fanout, LocalFanout
+from gateway.live.redisfanout import RedisFanout
 from gateway.live.renewals import Renewals
 from gateway.live.tabs import Tabs
 from gateway.run.config import ConfigError, Settings

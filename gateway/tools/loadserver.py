@@ -5,7 +5,7 @@
 [--database-url URL] [--redis-url URL --redis-prefix P]`` serves a gateway (or, with ``--bare``,
 the bare push server of :mod:`gateway.tools.bare`) on a free loopback port, with
 ``--redis-url`` as one of several processes sharing Redis (``CALLGUARD_REDIS_URL``:
-:mod:`gateway.live.fanout`). It prints ``{"port": N}`` once ready, then answers ``stats`` /
+:mod:`gateway.live.redisfanout`). It prints ``{"port": N}`` once ready, then answers ``stats`` /
 ``reset`` / ``quit`` on stdin with one JSON line on stdout: its memory, CPU time, the event
 loop's worst stall (:class:`gateway.run.probes.LagProbe`), the longest GC pause and, sharing
 Redis, the fanout's health. Apart from the generator so that each gets a core, and so that the

@@ -12,15 +12,19 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from websockets.asyncio.client import ClientConnection, connect
 
-from gateway.live.fanout import LocalFanout, RedisFanout
+from gateway.live import wire
+from gateway.live.fanout import LocalFanout, frame_type
+from gateway.live.redisfanout import RedisFanout
 from gateway.live.tabs import Tabs
 from gateway.run.config import ConfigError, Settings
 from gateway.run.runtime import Gateway, build_gateway
 from gateway.web.app import create_app
+from rules.model import Decision
 from tests.live.conftest import API_KEY, OWNER, RED_CALLER, RED_PHONE
 from tests.live.test_loopback import call, recv, send, ws_url
 from tests.redis_server import require_redis
@@ -238,3 +242,29 @@ async def test_foreign_messages_on_the_channel_never_stop_the_reader(prefix: str
             assert b.fanout.connected
     finally:
         await client.aclose()
+
+
+DECISION = Decision("red", "#d32f2f", "foreign-client-in-work", "Чужой клиент")
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        wire.paint("c1", 3, DECISION, "en"),
+        wire.clear('c"1\\'),
+        wire.hello("7", 25.0, "1.0"),
+        wire.error("busy", "no place"),
+        wire.token("t", 1),
+        '{"type":"pa\\"int","call_id":"c1"}',  # an escape inside the type: parsed
+        '{"call_id":"c1","type":"clear"}',  # not ours: type not first
+        '{"type": "clear"}',
+        '{"type":5}',
+        "[1, 2]",
+    ],
+)
+def test_a_frames_type_is_what_parsing_it_gives(frame: str) -> None:
+    """frame_type reads the type off the front of the gateway's own frames; it must give what
+    parsing the whole frame gives, for those and for anything else."""
+    doc = orjson.loads(frame)
+    named = doc.get("type") if isinstance(doc, dict) else None
+    assert frame_type(frame) == (named if isinstance(named, str) else "")
