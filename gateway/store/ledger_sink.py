@@ -52,9 +52,12 @@ PURGE_BATCH = 1000
 # executemany a batch, 0.48 in chunks, 0.42 with no writer (in memory 0.67, 0.38 and 0.13).
 # A pause after every chunk, though, was a context switch per 16 items: 0.27 a call at 500
 # calls/s (the gateway's whole loop thread makes ~2), each dear on a virtual machine.
+# HOLD 0.5 ms still showed in the websocket path's p99 (bench/ledger_cost.py, 2000 tabs, 300
+# calls/s, ledger on/off over 5 rounds: 1.19x); 0.2 ms gave 1.02x and 1.03x in two runs of 5
+# rounds, for 8 us more of the writer's CPU a call (+39 against +31 us).
 CHUNK = 16
 PAUSE = 0.0002
-HOLD = 0.0005
+HOLD = 0.0002
 _held = threading.local()  # per writer thread: when it last let go of the GIL
 
 Row = tuple[Any, ...]
