@@ -26,6 +26,7 @@ import uvicorn
 
 from gateway.run.config import ConfigError, Settings
 from gateway.run.refusals import Refusals
+from gateway.run.turns import Openings
 
 FD_RESERVE = 256  # descriptors kept from connections: database pool, Redis, portal, logs
 RESERVED = 8  # connections from loopback past the cap, for the health check and metrics
@@ -94,6 +95,7 @@ class Guard:
         self.limits = limits
         self.refusals = refusals
         self.connections: set[Any] = set()
+        self.openings = Openings()
         refusals.metrics.connections.set_function(lambda: len(self.connections))
 
     def admit(self, peer: str | None) -> Admission:

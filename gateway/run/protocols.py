@@ -82,6 +82,7 @@ class TabHttpProtocol(HttpToolsProtocol):
     guard: Guard
     refusal: tuple[int, str] | None = None  # (status, reason) once refused: input is dropped
     reserved = False  # admitted past the cap: /healthz and /metrics only
+    started = False  # its first request has begun (new connections wait their turn for that)
     in_head = True  # a request's head has begun (or the connection is new) and is not complete
     head_bytes = 0  # bytes received while in the head
     header_bytes = 0  # bytes of the current request's headers, as parsed
@@ -110,10 +111,27 @@ class TabHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        # uvicorn's, but a request that crosses a limit is answered here, once, and an invalid
-        # one too: uvicorn logged a warning for each, which a flood turns into a flood of lines.
         if self.refusal is not None:
             return  # answered: dropping what the client still sends until the linger ends
+        if not self.started:  # a new connection: a few start per turn (gateway/run/turns.py)
+            openings = self.guard.openings
+            if not openings.admit(self.loop):
+                self.transport.pause_reading()
+                openings.wait(self.loop, lambda: self._start(data))
+                return
+            self.started = True
+        self._received(data)
+
+    def _start(self, data: bytes) -> None:
+        if self.refusal is not None or self.transport.is_closing():
+            return  # timed out or gone while it waited
+        self.started = True
+        self.transport.resume_reading()
+        self._received(data)
+
+    def _received(self, data: bytes) -> None:
+        # uvicorn's, but a request that crosses a limit is answered here, once, and an invalid
+        # one too: uvicorn logged a warning for each, which a flood turns into a flood of lines.
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
