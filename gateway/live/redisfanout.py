@@ -51,6 +51,8 @@ from gateway.live.tabs import Tabs
 
 log = logging.getLogger("callguard.fanout")
 
+_Entry = tuple[str, str | None, str, str]  # user, call id (None: unkeyed), frame, its type
+
 QUEUE_SIZE = 1000  # frames waiting for Redis; colours are state, so the newest per call is kept
 BATCH = 100  # frames per pipeline
 IO_TIMEOUT = 2.0  # seconds for one Redis command or connect
@@ -100,7 +102,7 @@ class RedisFanout:
         self._changed = asyncio.Event()
         # user -> call id -> (frame, time.monotonic() it expires): paints held by other processes
         self._mirror: dict[str, dict[str, tuple[str, float]]] = {}
-        self._pending: OrderedDict[tuple[str, str], tuple[str, str | None, str]] = OrderedDict()
+        self._pending: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
         self._unkeyed = 0
         self._wake = asyncio.Event()
         self._sending = False  # a batch is on its way to Redis
@@ -118,13 +120,14 @@ class RedisFanout:
 
     async def publish(self, user_id: str, key: str | None, frame: str) -> None:
         self.tabs.deliver(user_id, key, frame)
-        if key is not None and frame_type(frame) == "clear":
+        kind = frame_type(frame) if key is not None else ""  # once: the writer needs it too
+        if key is not None and kind == "clear":
             self._drop(user_id, key)
         slot = (user_id, key) if key is not None else ("", f"\0{self._next_unkeyed()}")
         if slot not in self._pending and len(self._pending) >= self.queue_size:
             self._pending.popitem(last=False)
             self.dropped += 1
-        self._pending[slot] = (user_id, key, frame)
+        self._pending[slot] = (user_id, key, frame, kind)
         self._pending.move_to_end(slot)
         self._wake.set()
 
@@ -218,13 +221,12 @@ class RedisFanout:
                     self._recovered()
             self._signal()  # the queue is empty: flush() may be waiting for that
 
-    async def _send(self, batch: list[tuple[str, str | None, str]]) -> None:
+    async def _send(self, batch: list[_Entry]) -> None:
         expires = time.time() + self.call_ttl
         painted = False
         async with self._redis.pipeline(transaction=False) as pipe:
-            for user_id, key, frame in batch:
+            for user_id, key, frame, kind in batch:
                 if key is not None:
-                    kind = frame_type(frame)
                     field = orjson.dumps([user_id, key])
                     if kind == "paint":
                         pipe.hset(
