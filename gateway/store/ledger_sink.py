@@ -157,7 +157,7 @@ class SqliteSink:
         return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def stamp_at(self, seconds: float) -> str:
-        """As ``stamp(datetime.fromtimestamp(seconds, UTC))``, in 1 us instead of 8: the date
+        """As ``stamp(datetime.fromtimestamp(seconds, UTC))``, in 1.9 us instead of 6: the date
         and time of day are formatted once a second (calls in one batch share their second),
         the microseconds rounded as datetime rounds them (half to even)."""
         fraction, whole = math.modf(seconds)
