@@ -20,6 +20,9 @@ holds the protocol and the one-process fan-out).
   after it; a paint or clear is idempotent, so the mirror ends at the newest state of each call.
   A tab that opens gets its user's mirrored paints (:meth:`elsewhere`, through
   ``Calls.current_frames``) with no Redis round trip, in the same order its live frames come in.
+- **Two connections**, each a :class:`gateway.live.resp.RespConnection` (its docstring says why
+  not redis-py's, which the rest of the gateway uses): the writer's, and the subscriber's, whose
+  messages are handled as they are read, without a task step each.
 - **Outages.** Reader and writer reconnect with exponential backoff; the first failure logs one
   warning and recovery one info line. After a reconnect the mirror is reloaded, and paints and
   clears missed meanwhile are delivered to the local tabs. ``health()`` says which state we are in.
@@ -37,16 +40,14 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from gateway.live import wire
 from gateway.live.fanout import frame_type
+from gateway.live.resp import Backoff, Command, RespConnection, url_for_logs
 from gateway.live.tabs import Tabs
 
 log = logging.getLogger("callguard.fanout")
@@ -57,20 +58,6 @@ QUEUE_SIZE = 1000  # frames waiting for Redis; colours are state, so the newest 
 BATCH = 100  # frames per pipeline
 IO_TIMEOUT = 2.0  # seconds for one Redis command or connect
 IDLE_CHECK = 1.0  # seconds between the reader's checks of a quiet channel (expiry, health)
-BACKOFF = (0.05, 5.0)  # first and longest wait before reconnecting
-
-
-class Backoff:
-    def __init__(self, first: float = BACKOFF[0], longest: float = BACKOFF[1]) -> None:
-        self.first, self.longest = first, longest
-        self.wait = first
-
-    def next(self) -> float:
-        wait, self.wait = self.wait, min(self.wait * 2, self.longest)
-        return wait
-
-    def reset(self) -> None:
-        self.wait = self.first
 
 
 class RedisFanout:
@@ -108,13 +95,12 @@ class RedisFanout:
         self._sending = False  # a batch is on its way to Redis
         self._next_purge = 0.0
         self._tasks: list[asyncio.Task[None]] = []
-        options: dict[str, Any] = {
-            "socket_connect_timeout": IO_TIMEOUT,
-            "retry": Retry(NoBackoff(), 0),  # the loops below own retrying, with backoff
-        }
-        self._redis: aioredis.Redis = aioredis.from_url(url, socket_timeout=IO_TIMEOUT, **options)
-        # The subscriber waits for messages for as long as the channel is quiet: no read timeout.
-        self._sub: aioredis.Redis = aioredis.from_url(url, socket_timeout=None, **options)
+        # Messages read while the mirror loads, applied after it (None: not loading).
+        self._early: list[bytes] | None = None
+        # The two connections (gateway/live/resp.py), each owned by its loop below, which
+        # reopens it after a failure. The subscriber waits as long as the channel is quiet.
+        self._conn: RespConnection | None = None
+        self._sub: RespConnection | None = None
 
     # -- the Fanout protocol -------------------------------------------------------------------
 
@@ -145,8 +131,10 @@ class RedisFanout:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        await self._sub.aclose()
-        await self._redis.aclose()
+        for conn in (self._conn, self._sub):
+            if conn is not None:
+                conn.close()
+        self._conn = self._sub = None
 
     # -- what other parts ask -----------------------------------------------------------------
 
@@ -202,9 +190,15 @@ class RedisFanout:
                 ]
                 self._sending = True
                 try:
-                    await self._send([entry for _, entry in batch])
+                    async with asyncio.timeout(IO_TIMEOUT):
+                        if self._conn is None or self._conn.lost.done():
+                            self._conn = await RespConnection.open(self.url, self._name("pub"))
+                        await self._conn.execute(self._commands([e for _, e in batch]))
                 except (RedisError, OSError) as err:
                     self._sending = False
+                    if self._conn is not None:
+                        self._conn.close()
+                        self._conn = None
                     for slot, entry in reversed(batch):  # back in front, unless since replaced
                         if slot not in self._pending:
                             self._pending[slot] = entry
@@ -221,24 +215,23 @@ class RedisFanout:
                     self._recovered()
             self._signal()  # the queue is empty: flush() may be waiting for that
 
-    async def _send(self, batch: list[_Entry]) -> None:
+    def _commands(self, batch: list[_Entry]) -> list[Command]:
+        """One batch's commands, written to Redis in one go."""
         expires = time.time() + self.call_ttl
-        painted = False
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for user_id, key, frame, kind in batch:
-                if key is not None:
-                    field = orjson.dumps([user_id, key])
-                    if kind == "paint":
-                        pipe.hset(
-                            self.state_key, field, orjson.dumps([self.origin, expires, frame])
-                        )
-                        painted = True
-                    elif kind == "clear":
-                        pipe.hdel(self.state_key, field)
-                pipe.publish(self.channel, orjson.dumps([self.origin, user_id, key, frame]))
-            if painted:
-                pipe.expire(self.state_key, max(1, round(self.call_ttl)))
-            await pipe.execute()
+        commands: list[Command] = []
+        for user_id, key, frame, kind in batch:
+            if key is not None:
+                field = orjson.dumps([user_id, key])
+                if kind == "paint":
+                    value = orjson.dumps([self.origin, expires, frame])
+                    commands.append(("HSET", self.state_key, field, value))
+                elif kind == "clear":
+                    commands.append(("HDEL", self.state_key, field))
+            message = orjson.dumps([self.origin, user_id, key, frame])
+            commands.append(("PUBLISH", self.channel, message))
+        if any(command[0] == "HSET" for command in commands):
+            commands.append(("EXPIRE", self.state_key, max(1, round(self.call_ttl))))
+        return commands
 
     def _next_unkeyed(self) -> int:
         self._unkeyed += 1
@@ -250,29 +243,54 @@ class RedisFanout:
         backoff = Backoff()
         while True:
             try:
-                async with self._sub.pubsub() as pubsub:
-                    await pubsub.subscribe(self.channel)
-                    # Load the hash only once Redis confirmed the subscription: every change
-                    # after the load then reaches us as a message.
-                    async with asyncio.timeout(IO_TIMEOUT):
-                        while (await pubsub.get_message(timeout=IO_TIMEOUT)) is None:
-                            pass
-                    self._load(await self._redis.hgetall(self.state_key))
-                    self.connected = True
-                    self._recovered()
-                    self._signal()
-                    backoff.reset()
-                    while True:
-                        message = await pubsub.get_message(True, timeout=IDLE_CHECK)
-                        if message is not None and message.get("type") == "message":
-                            self._receive(message["data"])
-                        self._purge()
+                # Load the hash only once Redis confirmed the subscription: every change after
+                # the load then reaches us as a message. Those read during the load wait for it.
+                self._early = []
+                async with asyncio.timeout(IO_TIMEOUT):
+                    self._sub = sub = await RespConnection.open(self.url, self._name("sub"))
+                    await sub.subscribe(self.channel, self._arrived)
+                    snapshot = await self._snapshot()
+                self._load(snapshot)
+                early, self._early = self._early, None
+                for data in early:
+                    self._receive(data)
+                self.connected = True
+                self._recovered()
+                self._signal()
+                backoff.reset()
+                while not sub.lost.done():
+                    await asyncio.wait([sub.lost], timeout=IDLE_CHECK)
+                    self._purge()
+                raise RedisConnectionError(sub.reason)
             except (RedisError, OSError, TimeoutError) as err:
                 self.connected = False
+                self._early = None
+                if self._sub is not None:
+                    self._sub.close()
+                    self._sub = None
                 self._outage(err)
             await asyncio.sleep(backoff.next())
 
-    def _load(self, snapshot: dict[bytes | str, bytes | str]) -> None:
+    async def _snapshot(self) -> dict[bytes, bytes]:
+        """The hash of current paints, read on a connection of its own."""
+        conn = await RespConnection.open(self.url, self._name("load"))
+        try:
+            (flat,) = await conn.execute([("HGETALL", self.state_key)])
+        finally:
+            conn.close()
+        return dict(zip(flat[::2], flat[1::2], strict=True))
+
+    def _name(self, role: str) -> str:
+        """A connection's name in ``CLIENT LIST``: whose it is and what it does."""
+        return f"callguard-fanout-{role}-{self.origin}"
+
+    def _arrived(self, data: bytes) -> None:
+        if self._early is not None:
+            self._early.append(data)
+        else:
+            self._receive(data)
+
+    def _load(self, snapshot: dict[bytes, bytes]) -> None:
         """Replace the mirror with the hash; tell local tabs what changed while we were away."""
         now, wall = time.monotonic(), time.time()
         mirror: dict[str, dict[str, tuple[str, float]]] = {}
@@ -337,7 +355,8 @@ class RedisFanout:
     # -- one log line per outage ----------------------------------------------------------------
 
     def _outage(self, err: BaseException) -> None:
-        self._error = f"{type(err).__name__}: {err}"
+        said = str(err) or f"no answer within {IO_TIMEOUT:g} s"  # asyncio.timeout says nothing
+        self._error = f"{type(err).__name__}: {said}"
         self.failures += 1
         self._signal()
         if self.down_since is None:
@@ -345,7 +364,7 @@ class RedisFanout:
             log.warning(
                 "Redis fanout at %s unavailable (%s); local tabs still get their paints, "
                 "other processes' tabs do not until it is back",
-                _masked(self.url),
+                url_for_logs(self.url),
                 self._error,
             )
 
@@ -353,20 +372,12 @@ class RedisFanout:
         if self.down_since is not None:
             log.info(
                 "Redis fanout at %s is back after %.1f s; %d frames dropped meanwhile",
-                _masked(self.url),
+                url_for_logs(self.url),
                 time.time() - self.down_since,
                 self.dropped,
             )
             self.down_since = None
         self._error = ""
-
-
-def _masked(url: str) -> str:
-    """A Redis URL for logs, without its password."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return scheme + sep + rest
 
 
 def _texts(*values: object) -> bool:

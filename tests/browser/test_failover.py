@@ -15,8 +15,8 @@ import uuid
 
 import pytest
 
-from tests.browser.cutter import cutter
 from tests.browser.demo import RED, SECRET, WRAPPER, OpenDemo, ms
+from tests.cutter import cutter
 from tests.process import ServeProcess
 from tests.redis_server import REDIS_URL, require_redis
 from tests.timing import timeout

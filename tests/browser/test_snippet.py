@@ -7,7 +7,6 @@ import asyncio
 import httpx
 import pytest
 
-from tests.browser.cutter import cutter
 from tests.browser.demo import (
     BLUE,
     DEFAULT,
@@ -20,6 +19,7 @@ from tests.browser.demo import (
     demo_settings,
     ms,
 )
+from tests.cutter import cutter
 from tests.support import running_gateway
 from tests.timing import UNIT, timeout
 

@@ -11,9 +11,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from gateway.live.tokens import check_token, issue_token
-from tests.browser.cutter import cutter
 from tests.browser.demo import RED, SECRET, WRAPPER, OpenDemo, demo_settings, ms
 from tests.browser.test_snippet import ROMASHKA, metric
+from tests.cutter import cutter
 from tests.support import running_gateway
 from tests.timing import timeout
 

@@ -4,9 +4,10 @@ hang or fail (test doubles are real classes, never patched internals)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+import uvloop
 from starlette.testclient import TestClient
 
 from gateway.crm import DirectoryError
@@ -100,3 +101,19 @@ class FailingDirectory(SourceDouble):
 
     async def close(self) -> None:
         return None
+
+
+# Production runs on uvloop (uvicorn picks it when installed), whose transports are not
+# asyncio.Transport subclasses: modules that drive our own asyncio protocols on the client side
+# run on both loops, the others on asyncio's alone (pytest-asyncio wants a loop for every test
+# once this hook exists).
+BOTH_LOOPS = {"tests.live.test_fanout_redis", "tests.live.test_resp"}
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    module = getattr(item, "module", None)
+    if module is not None and module.__name__ in BOTH_LOOPS:
+        return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}

@@ -25,6 +25,7 @@ from gateway.run.config import ConfigError, Settings
 from gateway.run.runtime import Gateway, build_gateway
 from gateway.web.app import create_app
 from rules.model import Decision
+from tests.cutter import cutter
 from tests.live.conftest import API_KEY, OWNER, RED_CALLER, RED_PHONE
 from tests.live.test_loopback import call, recv, send, ws_url
 from tests.redis_server import require_redis
@@ -203,6 +204,53 @@ async def test_an_unreachable_redis_leaves_local_tabs_painted_and_logs_once(
     assert len(lines) == 1, [r.getMessage() for r in lines]
     assert lines[0].levelno == logging.WARNING
     assert "local tabs still get their paints" in lines[0].getMessage()
+
+
+@pytest.mark.redis
+async def test_after_an_outage_a_gateway_catches_up_both_ways_and_says_so_once(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """B reaches Redis through a relay that is cut and then refuses connections. Meanwhile A
+    clears one call and paints another for B's tab, and B paints for a tab on A. Once the relay
+    lets B back in, B's tab gets the clear and the paint it missed, A's tab gets B's paint,
+    and B logs one warning and one recovery line."""
+    caplog.set_level(logging.INFO, logger="callguard.fanout")
+    async with cutter("127.0.0.1", 6379) as relay:
+        via_relay = f"redis://127.0.0.1:{relay.port}/0"
+        settings_b = gateway_settings(api_key=API_KEY, redis_url=via_relay, redis_prefix=prefix)
+        async with (
+            cluster(prefix, count=1) as (a,),
+            node(settings_b) as b,
+            b.tab(RED_CALLER) as tab_b,
+            a.tab(OWNER) as owner_a,
+        ):
+            async with asyncio.timeout(timeout()):
+                await b.fanout.wait_until(lambda fanout: fanout.connected)
+            await a.post_call(RED_CALLER, "before")
+            assert (await recv(tab_b))["call_id"] == "before"
+
+            relay.refusing = True
+            relay.cut()
+            async with asyncio.timeout(timeout()):
+                await b.fanout.wait_until(lambda fanout: fanout.failures >= 2)
+            assert await a.gateway.calls.end_call(RED_CALLER, "before")
+            await a.post_call(RED_CALLER, "during")
+            await b.post_call(OWNER, "from-b")
+            assert b.fanout.health()["ok"] is False
+
+            relay.refusing = False
+            async with asyncio.timeout(timeout()):
+                await b.fanout.wait_until(lambda fanout: fanout.health()["ok"] is True)
+            caught_up = [await recv(tab_b), await recv(tab_b)]
+            assert {(f["type"], f["call_id"]) for f in caught_up} == {
+                ("clear", "before"),
+                ("paint", "during"),
+            }
+            from_b = await recv(owner_a)
+            assert (from_b["type"], from_b["call_id"]) == ("paint", "from-b")
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "callguard.fanout"]
+    assert [level for level, _ in lines] == [logging.WARNING, logging.INFO], lines
+    assert f"{via_relay} is back after" in lines[1][1]
 
 
 async def test_the_outgoing_queue_is_bounded_and_keeps_the_newest_frame_per_call() -> None:

@@ -1,8 +1,9 @@
-"""A loopback TCP relay that can cut its connections: a real network failure between page and gateway.
+"""A loopback TCP relay that can cut its connections: a real network failure between two parts.
 
-The browser's websocket goes through the relay (the snippet's ``data-url``); :meth:`Cutter.cut`
-closes every relayed connection, and while :attr:`Cutter.refusing` is set new ones are closed at
-once, as a gateway that is down would do. Nothing of the gateway or the snippet is replaced.
+The browser tests put it between page and gateway (the snippet's ``data-url``), the fan-out
+tests between a gateway and Redis. :meth:`Cutter.cut` closes every relayed connection, and while
+:attr:`Cutter.refusing` is set new ones are closed at once, as a server that is down would do.
+Nothing on either side is replaced.
 """
 
 from __future__ import annotations
