@@ -80,6 +80,7 @@ async def measure(
             each = [await s.command("reset") for s in servers]
             stats = {
                 "stall_ms": [s["stall_ms"] for s in each],
+                "own_stall_ms": [s["own_stall_ms"] for s in each],
                 "cpu_us": sum(m.per_call(s, sent) for m, s in zip(meters, each, strict=True)),
             }
             results.append(Phase(name, sent, client.latencies, stats))
@@ -117,7 +118,10 @@ async def shared(plan: Plan, phones: list[str], redis_url: str) -> list[Phase]:
 
 def line(name: str, ph: Phase) -> str:
     lost = f" LOST {ph.lost}" if ph.lost else ""
-    stalls = ", ".join(f"{ms:.1f}" for ms in ph.server["stall_ms"])
+    stalls = ", ".join(
+        f"{ms:.1f} (own {own:.1f})"
+        for ms, own in zip(ph.server["stall_ms"], ph.server["own_stall_ms"], strict=True)
+    )
     return (
         f"{name:>6}: {ph.sent} calls, call->paint p50 {ph.percentile(0.5):6.2f} ms "
         f"p99 {ph.percentile(0.99):7.2f} ms{lost}; worst loop stall {stalls} ms; "

@@ -6,9 +6,11 @@ windows of a few seconds per server, the servers taking turns window by window, 
 else the machine does at a moment falls on both; a step passes when call->paint p99 over all its
 windows is <= 10 ms and no paint is lost. Printed: p50/p99 per step, the highest passing rate of
 each server and their ratio, the worst loop stall and GC pause throughout (while tabs connect,
-just after, and during every step), and each server's CPU per call (its process's CPU time over
-a window less its idle CPU in as long, divided by the window's calls: gateway/tools/loadserver.py
-``CpuMeter``), which the other work on a busy machine hardly changes. With ``--chart FILE.png``
+just after, and during every step; "its own": less the time the server's thread waited, ready,
+for a CPU another process held, gateway/run/probes.py), and each server's CPU per call (its
+process's CPU time over a window less its idle CPU in as long, divided by the window's calls:
+gateway/tools/loadserver.py ``CpuMeter``), which the other work on a busy machine hardly
+changes. With ``--chart FILE.png``
 it draws p99 against the rate (matplotlib, from the ``bench`` extra).
 
     .venv/bin/python bench/throughput.py [--tabs 5000] [--seconds 4] [--chart docs/throughput.png]
@@ -47,7 +49,9 @@ class Target:
     bare: bool
     steps: list[tuple[float, Phase]] = field(default_factory=list)
     connect_stall_ms: float = 0.0
+    connect_own_stall_ms: float = 0.0  # less the time the server waited for a CPU
     connect_gc_ms: float = 0.0
+    connect_own_gc_ms: float = 0.0
     kb_per_tab: float = 0.0
     idle_cpu: float = 0.0  # CPU seconds per second with the tabs connected and no calls
     failures: int = 0  # steps failed in a row: two, and the climb stops for this server
@@ -73,9 +77,19 @@ class Target:
         return max([self.connect_stall_ms, *during])
 
     @property
+    def worst_own_stall_ms(self) -> float:
+        during = [float(ph.server["own_stall_ms"]) for _, ph in self.steps]
+        return max([self.connect_own_stall_ms, *during])
+
+    @property
     def worst_gc_ms(self) -> float:
         during = [float(ph.server["gc_ms"]) for _, ph in self.steps]
         return max([self.connect_gc_ms, *during])
+
+    @property
+    def worst_own_gc_ms(self) -> float:
+        during = [float(ph.server["own_gc_ms"]) for _, ph in self.steps]
+        return max([self.connect_own_gc_ms, *during])
 
 
 def passes(phase: Phase) -> bool:
@@ -92,6 +106,8 @@ async def connect(target: Target, plan: Plan) -> None:
     await asyncio.sleep(plan.settle)
     after = await server.command("reset")
     target.connect_stall_ms, target.connect_gc_ms = float(after["stall_ms"]), float(after["gc_ms"])
+    target.connect_own_stall_ms = float(after["own_stall_ms"])
+    target.connect_own_gc_ms = float(after["own_gc_ms"])
     target.kb_per_tab = (after["rss_kb"] - before["rss_kb"]) / plan.tabs
     target.cpu = CpuMeter(server)
     await target.cpu.idle(2.0)
@@ -121,7 +137,9 @@ def pooled(windows: list[Phase]) -> Phase:
     sent = sum(w.sent for w in windows)
     stats = {
         "stall_ms": max(float(w.server["stall_ms"]) for w in windows),
+        "own_stall_ms": max(float(w.server["own_stall_ms"]) for w in windows),
         "gc_ms": max(float(w.server["gc_ms"]) for w in windows),
+        "own_gc_ms": max(float(w.server["own_gc_ms"]) for w in windows),
         "cpu_us": sum(float(w.server["cpu_us"]) * w.sent for w in windows) / max(1, sent),
         "writes": sum(float(w.server["writes"]) * w.sent for w in windows) / max(1, sent),
     }
@@ -153,7 +171,8 @@ def line(ph: Phase) -> str:
     lost = f" LOST {ph.lost}" if ph.lost else ""
     return (
         f"p50 {ph.percentile(0.5):6.2f} ms  p99 {ph.percentile(0.99):7.2f} ms  "
-        f"worst stall {float(ph.server['stall_ms']):6.1f} ms  "
+        f"worst stall {float(ph.server['stall_ms']):6.1f} ms "
+        f"(own {float(ph.server['own_stall_ms']):5.1f})  "
         f"server CPU {ph.server['cpu_us']:5.1f} us, {ph.server['writes']:.2f} writes/call{lost}"
     )
 
@@ -217,8 +236,10 @@ async def bench(args: argparse.Namespace) -> list[str]:
     for t in targets:
         out.append(
             f"{t.name:>7}: highest rate with p99 <= {P99_LIMIT_MS:g} ms: {t.best:g}/s; "
-            f"worst loop stall throughout {t.worst_stall_ms:.1f} ms (while tabs connected "
-            f"{t.connect_stall_ms:.1f}), longest GC pause {t.worst_gc_ms:.1f} ms; "
+            f"worst loop stall throughout {t.worst_stall_ms:.1f} ms, its own "
+            f"{t.worst_own_stall_ms:.1f} (while tabs connected {t.connect_stall_ms:.1f}, its own "
+            f"{t.connect_own_stall_ms:.1f}), longest GC pause {t.worst_gc_ms:.1f} ms, its own "
+            f"{t.worst_own_gc_ms:.1f}; "
             f"{t.kb_per_tab:.1f} kB/idle tab; "
             f"idle CPU {t.idle_cpu * 100:.1f}% of a core"
         )

@@ -222,7 +222,9 @@ async def _child(
             "rss_kb": _rss_kb(),
             "tabs": probed.tabs.count if not bare else probed.count,
             "stall_ms": probed.lag.worst * 1000.0,
+            "own_stall_ms": probed.lag.worst_own * 1000.0,  # less waiting for a CPU
             "gc_ms": probed.gc.worst * 1000.0,
+            "own_gc_ms": probed.gc.worst_own * 1000.0,
             "gc_generation": probed.gc.worst_generation,
             "collections": probed.gc.collections,
             # CPU seconds this process used so far: per call, the load on the machine hardly

@@ -33,7 +33,8 @@ async def test_a_small_run_paints_every_call_and_reports_the_server() -> None:
         assert phase.sent == 40
         assert phase.lost == 0
         assert phase.percentile(0.5) <= phase.percentile(0.99)
-        assert {"stall_ms", "gc_ms", "rss_kb", "collections", "cpu_s"} <= set(phase.server)
+        assert {"stall_ms", "own_stall_ms", "gc_ms", "rss_kb", "cpu_s"} <= set(phase.server)
+        assert 0.0 <= phase.server["own_stall_ms"] <= phase.server["stall_ms"]
     assert result.connect_server["tabs"] == 20
     lines = result.summary()
     assert lines[0].startswith("20 tabs connected")
