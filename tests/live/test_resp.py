@@ -5,8 +5,13 @@ stay with their batch, messages reach the callback in order, and a lost connecti
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
@@ -156,3 +161,79 @@ async def test_nothing_listening_is_a_connection_error() -> None:
     with pytest.raises(RedisConnectionError, match="cannot connect to Redis"):
         async with asyncio.timeout(timeout()):
             await RespConnection.open(closed_port_url())
+
+
+@contextlib.asynccontextmanager
+async def own_redis(tmp_path: Path, *options: str) -> AsyncIterator[None]:
+    """A redis-server of this test alone (no TCP port unless ``options`` give one), stopped
+    afterwards; ready once it answers on its unix socket."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    sock = tmp_path / "redis.sock"
+    server = await asyncio.create_subprocess_exec(
+        "redis-server", "--port", "0", "--unixsocket", str(sock), "--save", "",
+        "--appendonly", "no", "--dir", str(tmp_path), *options,
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    probe: aioredis.Redis = aioredis.from_url(f"unix://{sock}")
+    try:
+        async with asyncio.timeout(timeout()):
+            while True:
+                with contextlib.suppress(RedisConnectionError, FileNotFoundError):
+                    if await probe.ping():
+                        break
+                await asyncio.sleep(0.02)  # the server gives no event: asked until it answers
+        yield
+    finally:
+        await probe.aclose()
+        server.terminate()
+        await server.wait()
+
+
+async def test_a_unix_socket_url_with_a_database(tmp_path: Path) -> None:
+    async with own_redis(tmp_path):
+        sock = tmp_path / "redis.sock"
+        conn = await RespConnection.open(f"unix://{sock}?db=3")
+        check: aioredis.Redis = aioredis.from_url(f"unix://{sock}?db=3")
+        try:
+            async with asyncio.timeout(timeout()):
+                await conn.execute([("SET", "k", "over the socket")])
+                assert await check.get("k") == b"over the socket"
+        finally:
+            conn.close()
+            await check.aclose()
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by openssl."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_a_rediss_url_verifies_the_server(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    tls = ["--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+    async with own_redis(
+        tmp_path, *tls, "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"
+    ):
+        base = f"rediss://127.0.0.1:{port}/0"
+        async with asyncio.timeout(timeout()):
+            trusted = await RespConnection.open(f"{base}?ssl_ca_certs={cert}")
+            assert await trusted.execute([("PING",)]) == [b"PONG"]
+            trusted.close()
+            with pytest.raises(RedisConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+                await RespConnection.open(base)  # the system's CAs do not know this one
+            unverified = await RespConnection.open(f"{base}?ssl_cert_reqs=none")
+            assert await unverified.execute([("PING",)]) == [b"PONG"]
+            unverified.close()
