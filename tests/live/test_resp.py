@@ -71,7 +71,9 @@ async def test_the_urls_database_and_name_are_used(client: aioredis.Redis, key: 
 async def test_a_user_and_password_in_the_url_authenticate(
     client: aioredis.Redis, key: str
 ) -> None:
-    await client.execute_command("ACL", "SETUSER", key, "on", ">s3cret", "~*", "+@all")
+    await client.acl_setuser(
+        key, enabled=True, passwords=["+s3cret"], keys=["*"], commands=["+@all"]
+    )
     try:
         conn = await RespConnection.open(f"redis://{key}:s3cret@127.0.0.1:6379/0")
         async with asyncio.timeout(timeout()):
@@ -81,7 +83,7 @@ async def test_a_user_and_password_in_the_url_authenticate(
             async with asyncio.timeout(timeout()):
                 await RespConnection.open(f"redis://{key}:wrong@127.0.0.1:6379/0")
     finally:
-        await client.execute_command("ACL", "DELUSER", key)
+        await client.acl_deluser(key)
 
 
 async def test_an_error_reply_raises_and_the_connection_goes_on(
