@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from gateway.live.resp import RespConnection
+from gateway.live.resp import KEEPALIVE_IDLE, KEEPALIVE_PROBES, RespConnection
 from tests.redis_server import REDIS_URL, require_redis
 from tests.timing import timeout
 
@@ -239,3 +239,18 @@ async def test_a_rediss_url_verifies_the_server(tmp_path: Path) -> None:
             unverified = await RespConnection.open(f"{base}?ssl_cert_reqs=none")
             assert await unverified.execute([("PING",)]) == [b"PONG"]
             unverified.close()
+
+
+async def test_a_tcp_connection_probes_a_silent_peer() -> None:
+    """A subscriber may hear nothing for hours: TCP keep-alive finds a Redis host that vanished
+    without closing. Read off the socket itself (uvloop's stands in for one as well)."""
+    require_redis()
+    conn = await RespConnection.open(REDIS_URL)
+    try:
+        assert conn._transport is not None
+        sock = conn._transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVE_IDLE
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == KEEPALIVE_PROBES
+    finally:
+        conn.close()
