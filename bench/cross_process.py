@@ -124,7 +124,8 @@ def line(name: str, ph: Phase) -> str:
     )
     return (
         f"{name:>6}: {ph.sent} calls, call->paint p50 {ph.percentile(0.5):6.2f} ms "
-        f"p99 {ph.percentile(0.99):7.2f} ms{lost}; worst loop stall {stalls} ms; "
+        f"p95 {ph.percentile(0.95):6.2f} p99 {ph.percentile(0.99):7.2f} ms "
+        f"max {max(ph.latencies_ms, default=0.0):6.1f}{lost}; worst loop stall {stalls} ms; "
         f"server CPU {ph.server['cpu_us']:.0f} us/call"
     )
 
