@@ -17,9 +17,12 @@ Handler = Callable[[bytes, int], bytes]  # (request body, request number on its 
 
 
 @contextlib.asynccontextmanager
-async def server(answer: Handler, close_after: int = 0) -> AsyncIterator[tuple[str, list[int]]]:
+async def server(
+    answer: Handler, close_after: int = 0, ended: list[int] | None = None
+) -> AsyncIterator[tuple[str, list[int]]]:
     """An HTTP server answering ``answer(body, n)``; yields its URL and the requests seen per
-    connection. ``close_after``: close a connection after that many answers (0: never)."""
+    connection. ``close_after``: close a connection after that many answers (0: never);
+    ``ended`` gets the number of each connection the client closed."""
     seen: list[int] = []
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -40,7 +43,8 @@ async def server(answer: Handler, close_after: int = 0) -> AsyncIterator[tuple[s
                 if close_after and seen[me] >= close_after:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            if ended is not None:
+                ended.append(me)
         finally:
             writer.close()
 
@@ -76,6 +80,24 @@ async def test_connections_opened_ahead_carry_the_posts() -> None:
         await poster.close()
     assert answers == [(200, b"%d" % i) for i in range(9)]
     assert (len(seen), sum(seen)) == (3, 9)
+
+
+async def test_connections_idle_too_long_are_closed_before_the_server_would() -> None:
+    """The gateway closes a connection that sent no request within its header timeout, and
+    logs it: the generator closes its idle ones first, the oldest, keeping the one in use."""
+    ended: list[int] = []
+    async with server(ok, ended=ended) as (url, seen):
+        poster = Poster(url, {}, connections=3, idle_close=0.05)
+        async with asyncio.timeout(timeout()):
+            await poster.open(3)
+            await asyncio.sleep(0.1)  # the three have now been idle past idle_close
+            assert await poster.post(b"x") == (200, b"x")
+            while len(ended) < 2:  # noqa: ASYNC110 -- the server's handlers give no event
+                await asyncio.sleep(0.01)
+            assert await poster.post(b"y") == (200, b"y")  # on the connection kept
+        await poster.close()
+    assert sorted(seen) == [0, 0, 2]
+    assert seen[ended[0]] == seen[ended[1]] == 0
 
 
 async def test_a_connection_closed_while_idle_is_replaced() -> None:
