@@ -48,10 +48,9 @@ class Target:
     name: str
     bare: bool
     steps: list[tuple[float, Phase]] = field(default_factory=list)
-    connect_stall_ms: float = 0.0
-    connect_own_stall_ms: float = 0.0  # less the time the server waited for a CPU
-    connect_gc_ms: float = 0.0
-    connect_own_gc_ms: float = 0.0
+    # The server's figures over connecting and settling: stall_ms, own_stall_ms (less the time
+    # it waited for a CPU), gc_ms, own_gc_ms.
+    connect: dict[str, float] = field(default_factory=dict)
     kb_per_tab: float = 0.0
     idle_cpu: float = 0.0  # CPU seconds per second with the tabs connected and no calls
     failures: int = 0  # steps failed in a row: two, and the climb stops for this server
@@ -71,25 +70,9 @@ class Target:
     def at(self, rate: float) -> Phase | None:
         return next((ph for r, ph in self.steps if r == rate), None)
 
-    @property
-    def worst_stall_ms(self) -> float:
-        during = [float(ph.server["stall_ms"]) for _, ph in self.steps]
-        return max([self.connect_stall_ms, *during])
-
-    @property
-    def worst_own_stall_ms(self) -> float:
-        during = [float(ph.server["own_stall_ms"]) for _, ph in self.steps]
-        return max([self.connect_own_stall_ms, *during])
-
-    @property
-    def worst_gc_ms(self) -> float:
-        during = [float(ph.server["gc_ms"]) for _, ph in self.steps]
-        return max([self.connect_gc_ms, *during])
-
-    @property
-    def worst_own_gc_ms(self) -> float:
-        during = [float(ph.server["own_gc_ms"]) for _, ph in self.steps]
-        return max([self.connect_own_gc_ms, *during])
+    def worst(self, key: str) -> float:
+        """The largest ``key`` (``stall_ms``, ``own_gc_ms``, ...) while connecting or in a step."""
+        return max([self.connect[key], *(float(ph.server[key]) for _, ph in self.steps)])
 
 
 def passes(phase: Phase) -> bool:
@@ -105,9 +88,9 @@ async def connect(target: Target, plan: Plan) -> None:
     await client.connect_all()
     await asyncio.sleep(plan.settle)
     after = await server.command("reset")
-    target.connect_stall_ms, target.connect_gc_ms = float(after["stall_ms"]), float(after["gc_ms"])
-    target.connect_own_stall_ms = float(after["own_stall_ms"])
-    target.connect_own_gc_ms = float(after["own_gc_ms"])
+    target.connect = {
+        k: float(after[k]) for k in ("stall_ms", "own_stall_ms", "gc_ms", "own_gc_ms")
+    }
     target.kb_per_tab = (after["rss_kb"] - before["rss_kb"]) / plan.tabs
     target.cpu = CpuMeter(server)
     await target.cpu.idle(2.0)
@@ -236,10 +219,10 @@ async def bench(args: argparse.Namespace) -> list[str]:
     for t in targets:
         out.append(
             f"{t.name:>7}: highest rate with p99 <= {P99_LIMIT_MS:g} ms: {t.best:g}/s; "
-            f"worst loop stall throughout {t.worst_stall_ms:.1f} ms, its own "
-            f"{t.worst_own_stall_ms:.1f} (while tabs connected {t.connect_stall_ms:.1f}, its own "
-            f"{t.connect_own_stall_ms:.1f}), longest GC pause {t.worst_gc_ms:.1f} ms, its own "
-            f"{t.worst_own_gc_ms:.1f}; "
+            f"worst loop stall throughout {t.worst('stall_ms'):.1f} ms, its own "
+            f"{t.worst('own_stall_ms'):.1f} (while tabs connected {t.connect['stall_ms']:.1f}, "
+            f"its own {t.connect['own_stall_ms']:.1f}), longest GC pause {t.worst('gc_ms'):.1f} "
+            f"ms, its own {t.worst('own_gc_ms'):.1f}; "
             f"{t.kb_per_tab:.1f} kB/idle tab; "
             f"idle CPU {t.idle_cpu * 100:.1f}% of a core"
         )

@@ -47,8 +47,9 @@ from redis.exceptions import RedisError
 
 from gateway.live import wire
 from gateway.live.fanout import frame_type
-from gateway.live.resp import Backoff, Command, RespConnection, url_for_logs
+from gateway.live.resp import Backoff, Command, RespConnection
 from gateway.live.tabs import Tabs
+from gateway.store.url import mask
 
 log = logging.getLogger("callguard.fanout")
 
@@ -219,17 +220,19 @@ class RedisFanout:
         """One batch's commands, written to Redis in one go."""
         expires = time.time() + self.call_ttl
         commands: list[Command] = []
+        painted = False
         for user_id, key, frame, kind in batch:
             if key is not None:
                 field = orjson.dumps([user_id, key])
                 if kind == "paint":
                     value = orjson.dumps([self.origin, expires, frame])
                     commands.append(("HSET", self.state_key, field, value))
+                    painted = True
                 elif kind == "clear":
                     commands.append(("HDEL", self.state_key, field))
             message = orjson.dumps([self.origin, user_id, key, frame])
             commands.append(("PUBLISH", self.channel, message))
-        if any(command[0] == "HSET" for command in commands):
+        if painted:
             commands.append(("EXPIRE", self.state_key, max(1, round(self.call_ttl))))
         return commands
 
@@ -364,7 +367,7 @@ class RedisFanout:
             log.warning(
                 "Redis fanout at %s unavailable (%s); local tabs still get their paints, "
                 "other processes' tabs do not until it is back",
-                url_for_logs(self.url),
+                mask(self.url),
                 self._error,
             )
 
@@ -372,7 +375,7 @@ class RedisFanout:
         if self.down_since is not None:
             log.info(
                 "Redis fanout at %s is back after %.1f s; %d frames dropped meanwhile",
-                url_for_logs(self.url),
+                mask(self.url),
                 time.time() - self.down_since,
                 self.dropped,
             )

@@ -203,11 +203,3 @@ class Backoff:
 
     def reset(self) -> None:
         self.wait = self.first
-
-
-def url_for_logs(url: str) -> str:
-    """A Redis URL for logs, without its password."""
-    scheme, sep, rest = url.partition("://")
-    if "@" in rest:
-        rest = "***@" + rest.split("@", 1)[1]
-    return scheme + sep + rest
