@@ -32,6 +32,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from gateway.ledger import held
 from gateway.live.call import Paint
 from gateway.store.database import Database, DatabaseError
 from gateway.store.ledger_sink import (
@@ -105,6 +106,11 @@ class LedgerMetrics:
         self.queued = Gauge(
             "callguard_ledger_queue", "Ledger items waiting to be written", registry=r
         )
+        self.waiting = Gauge(
+            "callguard_ledger_marks_waiting",
+            "Call ends and latencies waiting for their call's row (another process writes it)",
+            registry=r,
+        )
 
 
 class LedgerWriter:
@@ -116,6 +122,8 @@ class LedgerWriter:
         days: int = 365,
         purge_every: float | None = PURGE_EVERY,
         registry: CollectorRegistry | None = None,
+        mark_retry: float = held.RETRY,
+        mark_tries: int = held.TRIES,
     ) -> None:
         self.database = database
         self.capacity = capacity
@@ -130,6 +138,14 @@ class LedgerWriter:
         self._hurry = threading.Event()  # a request waits: write now
         self._thread: threading.Thread | None = None
         self._failing = False  # the thread's: whether the last batch failed
+        # The thread's: marks that found no row of their call yet (gateway/ledger/held.py).
+        self._held = held.HeldMarks(
+            self.metrics.waiting,
+            self.metrics.dropped.labels("no_row"),
+            retry=mark_retry,
+            tries=mark_tries,
+            capacity=capacity,
+        )
 
     # -- the paint path (the event loop): append and return ----------------------------------
 
@@ -197,7 +213,7 @@ class LedgerWriter:
         due = time.monotonic() if self.purge_every is not None else None
         try:
             while stop is None:
-                self._wake.wait(None if due is None else max(0.0, due - time.monotonic()))
+                self._wake.wait(self._sleep(due))
                 self._wake.clear()
                 if due is not None and self.purge_every is not None and time.monotonic() >= due:
                     self._retain(sink)  # first thing after start: before any request is answered
@@ -205,10 +221,14 @@ class LedgerWriter:
                 if self._queue and len(self._queue) < BATCH and not self._hurry.is_set():
                     self._hurry.wait(GATHER)
                 self._hurry.clear()
-                while self._queue and stop is None:
+                while (self._queue or any(self._held.due())) and stop is None:
                     stop = self._write_batch(sink)
+            # Stopping: the held marks once more, whenever they were due; the rest given up.
+            self._store(sink, [], *self._held.due(everything=True))
+            self._held.give_up()
         except Exception:  # a bug: say so, and let nobody wait for this thread
             log.exception("ledger: the writer stopped; calls are no longer recorded")
+            self._held.give_up()
         finally:
             sink.close()
             # Whoever still waits must not wait forever: the STOP answered, any other refused.
@@ -221,8 +241,8 @@ class LedgerWriter:
         """Write up to BATCH items, or those before the first request, then answer it; the
         STOP request is returned unanswered."""
         rows: dict[tuple[str, str], Row] = {}
-        ended: list[Ended] = []
-        applied: list[Applied] = []
+        # First the marks that found no row before, and are due: it may be there by now.
+        ended, applied = self._held.due()
         request: _Item | None = None
         taken = 0
         resume()
@@ -277,19 +297,27 @@ class LedgerWriter:
         if not count:
             return
         try:
-            sink.write(rows, ended, applied)
+            unmatched = sink.write(rows, ended, applied)
             self.metrics.recorded.inc(len(rows))
+            self._held.settle(ended, applied, unmatched)
             if self._failing:
                 log.info("ledger writes work again")
                 self._failing = False
         except DatabaseError as err:
+            self._held.settle(ended, applied)  # dropped with the batch, held ones too
             self.metrics.dropped.labels("error").inc(count)
             if not self._failing:
                 log.warning("ledger: %s; dropping calls until the database is back", err)
                 self._failing = True
         except Exception:  # a bug must not stop the writer: the queue would only fill up
+            self._held.settle(ended, applied)
             self.metrics.dropped.labels("error").inc(count)
             log.exception("ledger: a batch of %d calls could not be written", len(rows))
+
+    def _sleep(self, purge_due: float | None) -> float | None:
+        """How long the thread may wait for work: until retention or a held mark is due."""
+        dues = [d for d in (self._held.next_due(), purge_due) if d is not None]
+        return max(0.0, min(dues) - time.monotonic()) if dues else None
 
     def _purge(self, sink: LedgerSink, before: datetime) -> int:
         deleted = sink.purge(before)

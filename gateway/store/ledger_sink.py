@@ -63,9 +63,11 @@ _held = threading.local()  # per writer thread: when it last let go of the GIL
 Row = tuple[Any, ...]
 Ended = tuple[Any, str, str]  # (ended_at, caller_id, call_id)
 Applied = tuple[float, str, str]  # (latency_ms, caller_id, call_id)
+Unmatched = tuple[list[Ended], list[Applied]]
 
 FAILURES = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 T = TypeVar("T")
+M = TypeVar("M", bound=tuple[Any, ...])  # a mark: Ended or Applied
 
 
 class LedgerSink(Protocol):
@@ -79,8 +81,9 @@ class LedgerSink(Protocol):
 
     def write(
         self, rows: Sequence[Row], ended: Sequence[Ended] = (), applied: Sequence[Applied] = ()
-    ) -> None:
-        """One transaction: ``rows`` (one per caller and call), then the marks."""
+    ) -> Unmatched:
+        """One transaction: ``rows`` (one per caller and call), then the marks; the marks whose
+        call has no row (yet: another process may not have written it)."""
         ...
 
     def purge(self, before: datetime, batch: int = PURGE_BATCH) -> int:
@@ -132,9 +135,17 @@ class _Statements:
             f'ON CONFLICT ("caller_id", "call_id") DO UPDATE SET {changes}'
         )
         self.ended = f'UPDATE {table} SET "ended_at" = {mark(1)} WHERE {key}'
-        # The first applied paint is the ring -> applied latency; later ones repaint.
+        # The first applied paint is the ring -> applied latency; later ones repaint. Matching
+        # every row of the call (not only those without a latency) tells a mark whose row is
+        # not there from one that came second.
         self.applied = (
-            f'UPDATE {table} SET "latency_ms" = {mark(1)} WHERE {key} AND "latency_ms" IS NULL'
+            f'UPDATE {table} SET "latency_ms" = COALESCE("latency_ms", {mark(1)}) WHERE {key}'
+        )
+        # PostgreSQL's: which of the marked calls have a row.
+        self.existing = (
+            f'SELECT "caller_id", "call_id" FROM {table} '
+            f'WHERE ("caller_id", "call_id") IN (SELECT * FROM unnest({mark(1)}::text[], '
+            f"{mark(2)}::text[]))"
         )
         self.purge = (
             f'DELETE FROM {table} WHERE "id" IN (SELECT "id" FROM {table} '
@@ -171,19 +182,22 @@ class SqliteSink:
 
     def write(
         self, rows: Sequence[Row], ended: Sequence[Ended] = (), applied: Sequence[Applied] = ()
-    ) -> None:
+    ) -> Unmatched:
         self.database.require_open()
         with self.database.timed("ledger_write", FAILURES):
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 self._many(conn, self.statements.upsert, rows)
-                self._many(conn, self.statements.ended, ended)
-                self._many(conn, self.statements.applied, applied)
+                unmatched = (
+                    self._marks(conn, self.statements.ended, ended),
+                    self._marks(conn, self.statements.applied, applied),
+                )
                 conn.execute("COMMIT")
             except BaseException:
                 self._rollback(conn)
                 raise
+        return unmatched
 
     def purge(self, before: datetime, batch: int = PURGE_BATCH) -> int:
         self.database.require_open()
@@ -218,6 +232,18 @@ class SqliteSink:
         return self._conn
 
     @staticmethod
+    def _marks(conn: sqlite3.Connection, statement: str, marks: Sequence[M]) -> list[M]:
+        """Apply ``marks`` one by one (few: most are folded into their rows); those that
+        matched no row."""
+        unmatched: list[M] = []
+        for done, mark in enumerate(marks, 1):
+            if not conn.execute(statement, mark).rowcount:
+                unmatched.append(mark)
+            if done % CHUNK == 0:
+                pause()
+        return unmatched
+
+    @staticmethod
     def _many(conn: sqlite3.Connection, statement: str, values: Sequence[tuple[Any, ...]]) -> None:
         for start in range(0, len(values), CHUNK):
             if start:
@@ -248,19 +274,34 @@ class PostgresSink:
 
     def write(
         self, rows: Sequence[Row], ended: Sequence[Ended] = (), applied: Sequence[Applied] = ()
-    ) -> None:
-        async def run(conn: asyncpg.Connection) -> None:
+    ) -> Unmatched:
+        async def run(conn: asyncpg.Connection) -> Unmatched:
             async with conn.transaction():
                 if rows:
                     await conn.executemany(self.statements.upsert, rows)
-                if ended:
-                    await conn.executemany(self.statements.ended, ended)
-                if applied:
-                    await conn.executemany(self.statements.applied, applied)
+                if not ended and not applied:
+                    return [], []
+                # Which marked calls have a row, in one round trip: executemany tells nothing.
+                keys = {(m[1], m[2]) for m in (*ended, *applied)}
+                found = await conn.fetch(
+                    self.statements.existing, [k[0] for k in keys], [k[1] for k in keys]
+                )
+                there = {(r[0], r[1]) for r in found}
+                for statement, marks in (
+                    (self.statements.ended, ended),
+                    (self.statements.applied, applied),
+                ):
+                    matched = [m for m in marks if (m[1], m[2]) in there]
+                    if matched:
+                        await conn.executemany(statement, matched)
+                return (
+                    [m for m in ended if (m[1], m[2]) not in there],
+                    [m for m in applied if (m[1], m[2]) not in there],
+                )
 
         self.database.require_open()
         with self.database.timed("ledger_write", FAILURES):
-            self._run(run)
+            return self._run(run)
 
     def purge(self, before: datetime, batch: int = PURGE_BATCH) -> int:
         async def run(conn: asyncpg.Connection) -> int:

@@ -292,3 +292,67 @@ async def test_retention_runs_in_the_background_from_the_start(database_url: str
     finally:
         await writer.stop()
         await ledger.database.close()
+
+
+async def test_marks_from_another_process_wait_for_the_row_it_writes(database_url: str) -> None:
+    """Two processes on one database: A painted the call and records its row; the tab is on B,
+    which records the page's latency and the call's end. B's batch may commit before A's: its
+    marks are then held and tried again, not lost; marks whose row never comes are given up
+    after a while and counted."""
+    registry_a, registry_b = CollectorRegistry(), CollectorRegistry()
+    ledger = await open_ledger(database_url)
+    second = await open_ledger(database_url)
+    async with recording(ledger, registry_a, start=False) as (writer_a, calls, _):
+        writer_b = LedgerWriter(
+            second.database, purge_every=None, registry=registry_b, mark_retry=0.05, mark_tries=3
+        )
+        writer_b.start()
+        try:
+            paint = await calls.start_call(RED_CALLER, "call-1", RED_PHONE)
+            assert paint is not None
+            writer_b.applied(RED_CALLER, "call-1", 85.0)
+            writer_b.ended(RED_CALLER, "call-1")
+            writer_b.ended(RED_CALLER, "never-recorded")
+            await writer_b.flush()  # before A wrote its row: all three held
+            assert sample(registry_b, "callguard_ledger_marks_waiting") == 3
+            writer_a.start()
+            await writer_a.flush()
+            async with asyncio.timeout(timeout(10)):  # B's next try finds A's row
+                (found,) = await ledger.rows(*WIDE)
+                while found.latency_ms is None or found.ended_at is None:
+                    await asyncio.sleep(0.02)
+                    (found,) = await ledger.rows(*WIDE)
+                while sample(registry_b, "callguard_ledger_dropped_total", reason="no_row") < 1:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            assert found.latency_ms == 85.0
+            assert found.ended_at >= found.time
+            assert sample(registry_b, "callguard_ledger_dropped_total", reason="no_row") == 1
+            assert sample(registry_b, "callguard_ledger_marks_waiting") == 0
+        finally:
+            await writer_b.stop()
+            await second.database.close()
+
+
+async def test_stopping_tries_the_held_marks_once_more(database_url: str) -> None:
+    """A graceful shutdown does not wait out a held mark's retry: it tries it once more."""
+    registry = CollectorRegistry()
+    ledger = await open_ledger(database_url)
+    second = await open_ledger(database_url)
+    async with recording(ledger, CollectorRegistry()) as (writer_a, calls, _):
+        writer_b = LedgerWriter(
+            second.database, purge_every=None, registry=registry, mark_retry=3600.0
+        )
+        writer_b.start()
+        try:
+            writer_b.ended(RED_CALLER, "call-1")
+            await writer_b.flush()
+            assert sample(registry, "callguard_ledger_marks_waiting") == 1
+            await calls.start_call(RED_CALLER, "call-1", RED_PHONE)
+            await writer_a.flush()
+        finally:
+            await writer_b.stop()
+            await second.database.close()
+        (found,) = await ledger.rows(*WIDE)
+    assert found.ended_at is not None
+    assert sample(registry, "callguard_ledger_marks_waiting") == 0
+    assert sample(registry, "callguard_ledger_dropped_total", reason="no_row") == 0
