@@ -10,7 +10,10 @@ In one run, the same tabs and the same call rate through ``POST /api/calls``:
             paint and clear to Redis for B)
 
 Each gateway is a process of its own (gateway/tools/loadserver.py); the two share Redis under a
-key prefix of this run's own, deleted afterwards, so other users of that Redis see nothing.
+key prefix of this run's own, deleted afterwards, so other users of that Redis see nothing, and
+one ledger database, as a deployment does (a tab's marks, written by B, wait for the row A
+writes: gateway/ledger/held.py): an SQLite file of this run's own, or ``--database-url``. The
+single process writes its ledger to a file of its own.
 Printed: p50/p99 of each, the worst loop stall of each process, the CPU per call of all the
 gateway processes together (gateway/tools/loadserver.py ``CpuMeter``), and cross p99 / single
 p99 (goal <= 2). ``CALLGUARD_LEDGER_DAYS=0`` in the environment runs the gateways without the ledger.
@@ -28,6 +31,7 @@ import asyncio
 import gc
 import random
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -100,7 +104,13 @@ async def shared(plan: Plan, phones: list[str], redis_url: str) -> list[Phase]:
 
     prefix = f"callguard-bench-{uuid.uuid4().hex[:8]}:"
     servers = [
-        ServerProcess(plan.tune_gc, False, plan.heartbeat, redis=(redis_url, prefix))
+        ServerProcess(
+            plan.tune_gc,
+            False,
+            plan.heartbeat,
+            database_url=plan.database_url,
+            redis=(redis_url, prefix),
+        )
         for _ in range(2)
     ]
     phases = [("cross", range(1, plan.tabs, 2)), ("local", range(0, plan.tabs, 2))]
@@ -134,12 +144,16 @@ async def bench(args: argparse.Namespace) -> list[str]:
     plan = Plan(tabs=args.tabs, rate=args.rate, seconds=args.seconds, paths=("api",))
     phones = demo_phones()
     started = time.perf_counter()
-    print(f"== one process: {plan.tabs} tabs, {plan.rate:g} calls/s", flush=True)
-    one = ServerProcess(plan.tune_gc, False, plan.heartbeat)
-    (alone,) = await measure(plan, phones, [one], [("single", range(plan.tabs))])
-    print(line("single", alone), flush=True)
-    print(f"== two processes sharing Redis: {plan.tabs} tabs, half on each", flush=True)
-    cross, local = await shared(replace(plan, seed=plan.seed + 1), phones, args.redis_url)
+    with tempfile.TemporaryDirectory(prefix="callguard-cross-") as scratch:
+        print(f"== one process: {plan.tabs} tabs, {plan.rate:g} calls/s", flush=True)
+        url = f"sqlite:///{scratch}/single.db"
+        one = ServerProcess(plan.tune_gc, False, plan.heartbeat, database_url=url)
+        (alone,) = await measure(plan, phones, [one], [("single", range(plan.tabs))])
+        print(line("single", alone), flush=True)
+        print(f"== two processes sharing Redis: {plan.tabs} tabs, half on each", flush=True)
+        url = args.database_url or f"sqlite:///{scratch}/shared.db"
+        plan = replace(plan, seed=plan.seed + 1, database_url=url)
+        cross, local = await shared(plan, phones, args.redis_url)
     print(line("cross", cross), flush=True)
     print(line("local", local), flush=True)
     ratio = cross.percentile(0.99) / alone.percentile(0.99)
@@ -159,6 +173,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=500.0, help="calls per second (500)")
     parser.add_argument("--seconds", type=float, default=8.0, help="per phase (8)")
     parser.add_argument("--redis-url", default=REDIS_URL, help=f"shared Redis ({REDIS_URL})")
+    parser.add_argument(
+        "--database-url", default="", help="the two processes' ledger (an SQLite file of the run)"
+    )
     print("\n".join(asyncio.run(bench(parser.parse_args()))))
     return 0
 
