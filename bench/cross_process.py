@@ -9,18 +9,25 @@ In one run, the same tabs and the same call rate through ``POST /api/calls``:
     local   the same two processes, calls entering A for a tab on A (A still publishes each
             paint and clear to Redis for B)
 
+All three gateways run at once, each with its tabs connected, and the phases take turns, window
+by window, ``--rounds`` times (single, cross, local, then local, cross, single, ...), so that
+what else the machine does at a moment, or a drift over the run, falls on all of them alike;
+each phase's figures pool its windows. The single-shot runs before (one phase after the other,
+minutes apart) gave cross/single p99 from 1.2 to 3.2x over 16 runs of one machine.
+
 Each gateway is a process of its own (gateway/tools/loadserver.py); the two share Redis under a
 key prefix of this run's own, deleted afterwards, so other users of that Redis see nothing, and
 one ledger database, as a deployment does (a tab's marks, written by B, wait for the row A
 writes: gateway/ledger/held.py): an SQLite file of this run's own, or ``--database-url``. The
 single process writes its ledger to a file of its own.
-Printed: p50/p99 of each, the worst loop stall of each process, the CPU per call of all the
-gateway processes together (gateway/tools/loadserver.py ``CpuMeter``), and cross p99 / single
-p99 (goal <= 2). ``CALLGUARD_LEDGER_DAYS=0`` in the environment runs the gateways without the ledger.
+Printed: each window, then p50/p95/p99 of each phase, the worst loop stall of each process, the
+CPU per call of the phase's gateway processes together (gateway/tools/loadserver.py
+``CpuMeter``), and cross p99 / single p99 (goal <= 2). ``CALLGUARD_LEDGER_DAYS=0`` in the
+environment runs the gateways without the ledger.
 
-    .venv/bin/python bench/cross_process.py [--tabs 5000] [--rate 500] [--seconds 8]
+    .venv/bin/python bench/cross_process.py [--tabs 5000] [--rate 500] [--seconds 8] [--rounds 3]
 
-The load generator, both gateways and Redis share this machine: on 2 cores, four busy processes
+The load generator, the gateways and Redis share this machine: on 2 cores, four busy processes
 take turns, so the cross figure pays for the second process's CPU as well as for Redis.
 """
 
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gc
 import random
 import sys
@@ -35,7 +43,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -47,83 +55,70 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 GOAL = 2.0  # cross-process p99 within this many times the single-process p99
 
 
-async def measure(
-    plan: Plan,
-    phones: list[str],
-    servers: list[ServerProcess],
-    phases: list[tuple[str, Sequence[int]]],
-) -> list[Phase]:
-    """Tab i on ``servers[i % len(servers)]``, calls into the first; one phase per (name, tabs
-    called). Each phase's server figures: the worst loop stall of any process and the CPU per
-    call of all of them together (``CpuMeter``)."""
-    from gateway.run.server import raise_fd_limit
+@dataclass
+class Setup:
+    """Gateway processes with their tabs: one alone, or two sharing Redis."""
 
-    raise_fd_limit()
-    results: list[Phase] = []
-    freezer: asyncio.Task[None] | None = None
-    await asyncio.gather(*(s.start() for s in servers))
-    client = Client(plan, servers[0].base, [s.base for s in servers])
-    try:
-        for stats in [await s.command("stats") for s in servers]:
+    servers: list[ServerProcess]
+    client: Client | None = None
+    meters: list[CpuMeter] = field(default_factory=list)
+
+    async def open(self, plan: Plan) -> None:
+        await asyncio.gather(*(s.start() for s in self.servers))
+        for stats in [await s.command("stats") for s in self.servers]:
             if "fanout" in stats and not stats["fanout"]["ok"]:
                 raise RuntimeError(f"a gateway is not connected to Redis: {stats}")
-        await client.connect_all()
-        await asyncio.sleep(plan.settle)
-        for server in servers:
+        bases = [s.base for s in self.servers]
+        self.client = Client(plan, bases[0], bases)  # tab i on server i % n, calls into the first
+        await self.client.connect_all()
+
+    async def settle(self) -> None:
+        for server in self.servers:
             await server.command("reset")
-        gc.collect()
-        gc.freeze()  # as loadtest.run: this process's own GC must not stall the clock
-        freezer = asyncio.ensure_future(_freeze_loop())
-        meters = [CpuMeter(s) for s in servers]
-        await asyncio.gather(*(m.idle(2.0) for m in meters))
-        rng = random.Random(plan.seed)
-        for name, tabs in phases:
-            client.latencies, client.pending = [], {}
-            await asyncio.gather(*(m.start() for m in meters))
-            sent = await run_phase(client, "api", phones, rng, tabs)
-            each = [await s.command("reset") for s in servers]
-            stats = {
-                "stall_ms": [s["stall_ms"] for s in each],
-                "own_stall_ms": [s["own_stall_ms"] for s in each],
-                "cpu_us": sum(m.per_call(s, sent) for m, s in zip(meters, each, strict=True)),
-            }
-            results.append(Phase(name, sent, client.latencies, stats))
-            await asyncio.sleep(1.0)
-    finally:
-        if freezer is not None:
-            freezer.cancel()
-        await client.close()
-        await asyncio.gather(*(s.stop() for s in servers))
-        gc.unfreeze()
-    return results
+        self.meters = [CpuMeter(s) for s in self.servers]
+        await asyncio.gather(*(m.idle(2.0) for m in self.meters))
+
+    async def window(self, phones: list[str], rng: random.Random, tabs: Sequence[int]) -> Phase:
+        """Calls at the plan's rate for the plan's seconds, each to a tab drawn from ``tabs``."""
+        assert self.client is not None
+        self.client.latencies, self.client.pending = [], {}
+        await asyncio.gather(*(m.start() for m in self.meters))
+        sent = await run_phase(self.client, "api", phones, rng, tabs)
+        each = [await s.command("reset") for s in self.servers]
+        stats = {
+            "stall_ms": [s["stall_ms"] for s in each],
+            "own_stall_ms": [s["own_stall_ms"] for s in each],
+            "cpu_us": sum(m.per_call(s, sent) for m, s in zip(self.meters, each, strict=True)),
+        }
+        return Phase("api", sent, self.client.latencies, stats)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+        await asyncio.gather(*(s.stop() for s in self.servers))
 
 
-async def shared(plan: Plan, phones: list[str], redis_url: str) -> list[Phase]:
-    """Two processes sharing Redis under a prefix of their own: the cross and the local phase."""
+def pooled(windows: list[Phase]) -> Phase:
+    """A phase: its windows' calls together, each process's worst stall, CPU per call overall."""
+    sent = sum(w.sent for w in windows)
+    stats = {
+        key: [max(ms) for ms in zip(*(w.server[key] for w in windows), strict=True)]
+        for key in ("stall_ms", "own_stall_ms")
+    }
+    stats["cpu_us"] = sum(w.server["cpu_us"] * w.sent for w in windows) / max(1, sent)
+    return Phase("api", sent, [ms for w in windows for ms in w.latencies_ms], stats)
+
+
+async def drop_keys(redis_url: str, prefix: str) -> None:
     import redis.asyncio as aioredis
 
-    prefix = f"callguard-bench-{uuid.uuid4().hex[:8]}:"
-    servers = [
-        ServerProcess(
-            plan.tune_gc,
-            False,
-            plan.heartbeat,
-            database_url=plan.database_url,
-            redis=(redis_url, prefix),
-        )
-        for _ in range(2)
-    ]
-    phases = [("cross", range(1, plan.tabs, 2)), ("local", range(0, plan.tabs, 2))]
+    redis = aioredis.from_url(redis_url)
     try:
-        return await measure(plan, phones, servers, phases)
+        keys = [k async for k in redis.scan_iter(match=prefix + "*")]
+        if keys:
+            await redis.delete(*keys)
     finally:
-        redis = aioredis.from_url(redis_url)
-        try:
-            keys = [k async for k in redis.scan_iter(match=prefix + "*")]
-            if keys:
-                await redis.delete(*keys)
-        finally:
-            await redis.aclose()
+        await redis.aclose()
 
 
 def line(name: str, ph: Phase) -> str:
@@ -141,37 +136,77 @@ def line(name: str, ph: Phase) -> str:
 
 
 async def bench(args: argparse.Namespace) -> list[str]:
+    from gateway.run.server import raise_fd_limit
+
+    raise_fd_limit()
     plan = Plan(tabs=args.tabs, rate=args.rate, seconds=args.seconds, paths=("api",))
     phones = demo_phones()
     started = time.perf_counter()
+    prefix = f"callguard-bench-{uuid.uuid4().hex[:8]}:"
+    freezer: asyncio.Task[None] | None = None
     with tempfile.TemporaryDirectory(prefix="callguard-cross-") as scratch:
-        print(f"== one process: {plan.tabs} tabs, {plan.rate:g} calls/s", flush=True)
-        url = f"sqlite:///{scratch}/single.db"
-        one = ServerProcess(plan.tune_gc, False, plan.heartbeat, database_url=url)
-        (alone,) = await measure(plan, phones, [one], [("single", range(plan.tabs))])
-        print(line("single", alone), flush=True)
-        print(f"== two processes sharing Redis: {plan.tabs} tabs, half on each", flush=True)
-        url = args.database_url or f"sqlite:///{scratch}/shared.db"
-        plan = replace(plan, seed=plan.seed + 1, database_url=url)
-        cross, local = await shared(plan, phones, args.redis_url)
-    print(line("cross", cross), flush=True)
-    print(line("local", local), flush=True)
-    ratio = cross.percentile(0.99) / alone.percentile(0.99)
+        gateway = functools.partial(ServerProcess, plan.tune_gc, False, plan.heartbeat)
+        alone = Setup([gateway(database_url=f"sqlite:///{scratch}/single.db")])
+        shared_url = args.database_url or f"sqlite:///{scratch}/shared.db"
+        pair = Setup(
+            [gateway(database_url=shared_url, redis=(args.redis_url, prefix)) for _ in range(2)]
+        )
+        phases = [
+            ("single", alone, range(plan.tabs)),
+            ("cross", pair, range(1, plan.tabs, 2)),
+            ("local", pair, range(0, plan.tabs, 2)),
+        ]
+        windows: dict[str, list[Phase]] = {name: [] for name, _, _ in phases}
+        try:
+            print(f"== one process: {plan.tabs} tabs", flush=True)
+            await alone.open(plan)
+            print(f"== two processes sharing Redis: {plan.tabs} tabs, half on each", flush=True)
+            await pair.open(plan)
+            await asyncio.sleep(plan.settle)
+            await asyncio.gather(alone.settle(), pair.settle())
+            gc.collect()
+            gc.freeze()  # as loadtest.run: this process's own GC must not stall the clock
+            freezer = asyncio.ensure_future(_freeze_loop())
+            rng = random.Random(plan.seed)
+            print(
+                f"== {args.rounds} rounds of {plan.seconds:g} s windows at {plan.rate:g} calls/s",
+                flush=True,
+            )
+            for turn in range(args.rounds):
+                for name, setup, tabs in phases if turn % 2 == 0 else phases[::-1]:
+                    windows[name].append(await setup.window(phones, rng, tabs))
+                    print(f"  round {turn + 1} {line(name, windows[name][-1])}", flush=True)
+                    await asyncio.sleep(1.0)  # the last paints' ends, before the next window
+        finally:
+            if freezer is not None:
+                freezer.cancel()
+            await asyncio.gather(alone.close(), pair.close())
+            gc.unfreeze()
+            await drop_keys(args.redis_url, prefix)
+    single, cross, local = (pooled(windows[name]) for name, _, _ in phases)
+    ratio = cross.percentile(0.99) / single.percentile(0.99)
+    each = [
+        w.percentile(0.99) / s.percentile(0.99)
+        for w, s in zip(windows["cross"], windows["single"], strict=True)
+    ]
     return [
         f"== results ({time.perf_counter() - started:.0f} s, python {sys.version.split()[0]})",
-        line("single", alone),
+        line("single", single),
         line("cross", cross),
         line("local", local),
-        f"cross/single p99: {ratio:.2f} (goal <= {GOAL:g}); "
-        f"p50: {cross.percentile(0.5) / alone.percentile(0.5):.2f}",
+        f"cross/single p99: {ratio:.2f} (goal <= {GOAL:g}); p95: "
+        f"{cross.percentile(0.95) / single.percentile(0.95):.2f}; "
+        f"p50: {cross.percentile(0.5) / single.percentile(0.5):.2f}; "
+        f"round by round p99: {', '.join(f'{r:.2f}' for r in each)}",
     ]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tabs", type=int, default=5000, help="in all, half on each (5000)")
+    parser.add_argument("--tabs", type=int, default=5000, help="per setup; half on each of two")
     parser.add_argument("--rate", type=float, default=500.0, help="calls per second (500)")
-    parser.add_argument("--seconds", type=float, default=8.0, help="per phase (8)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per window (8)")
+    parser.add_argument("--rounds", type=int, default=3, help="windows per phase (3)")
     parser.add_argument("--redis-url", default=REDIS_URL, help=f"shared Redis ({REDIS_URL})")
     parser.add_argument(
         "--database-url", default="", help="the two processes' ledger (an SQLite file of the run)"
