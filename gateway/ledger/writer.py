@@ -7,7 +7,9 @@ event loop: each appends ``(kind, ..., time.time())`` and returns; no row, no da
 there. A full queue (``CALLGUARD_LEDGER_QUEUE``) drops the item and counts it
 (``callguard_ledger_dropped{reason="full"}``); a batch the database refused is dropped and
 counted too (``reason="error"``), with one warning per outage. Never the full number: a row
-keeps the last 4 digits only.
+keeps the last 4 digits only. A call's end or latency that found no row of its call (another
+process painted it and has not written it yet) is held and tried again with later batches
+(:mod:`gateway.ledger.held`).
 
 The loop talks to the thread through the queue as well: ``flush``, ``purge`` and ``stop`` queue
 a request behind everything recorded before it and await its answer, so ``stop`` (a graceful

@@ -1,7 +1,8 @@
 """The ledger's write side, for a thread of its own (:mod:`gateway.ledger.writer`): a connection
-that thread alone uses, and plain ``executemany`` of four fixed statements, so that no part of a
+that thread alone uses, and plain ``executemany`` of a few fixed statements, so that no part of a
 write runs on the event loop and little Python runs at all (SQLAlchemy's compiling and binding
-cost the loop ~45 µs a call).
+cost the loop ~45 µs a call). A write answers which marks (ends, latencies) found no row of
+their call, for the writer to try them again.
 
 - SQLite: the standard library's ``sqlite3``, whose calls let go of the GIL while SQLite works;
   written in chunks with a pause between them now and then, so the event loop gets the GIL when
