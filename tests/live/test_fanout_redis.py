@@ -10,6 +10,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import orjson
@@ -23,9 +24,12 @@ from gateway.live.redisfanout import RedisFanout
 from gateway.live.tabs import Tabs
 from gateway.run.config import ConfigError, Settings
 from gateway.run.runtime import Gateway, build_gateway
+from gateway.store.database import Database
+from gateway.store.ledger import Ledger
 from gateway.web.app import create_app
 from rules.model import Decision
 from tests.cutter import cutter
+from tests.ledger.test_writer import WIDE
 from tests.live.conftest import API_KEY, OWNER, RED_CALLER, RED_PHONE
 from tests.live.test_loopback import call, recv, send, ws_url
 from tests.redis_server import require_redis
@@ -137,6 +141,40 @@ async def test_ended_on_one_gateway_clears_on_the_other_and_ends_the_call_there(
             await send(fresh_a, call("c2"))
             for ws in (fresh_a, fresh_b):
                 assert (await recv(ws))["call_id"] == "c2"
+
+
+@pytest.mark.redis
+async def test_the_tabs_gateway_records_the_end_and_latency_of_a_call_the_other_painted(
+    prefix: str, tmp_path: Path
+) -> None:
+    """One ledger database for both: the call enters A, which writes its row; the tab is on B,
+    which writes what the tab says (the latency, the end). The row ends up with both. Under
+    load B's marks often come before A's row; that ordering, forced, is
+    tests/ledger/test_writer.py's (gateway/ledger/held.py)."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    settings = gateway_settings(
+        api_key=API_KEY, redis_url=REDIS, redis_prefix=prefix, database_url=url
+    )
+    async with node(settings) as a, node(settings) as b, b.tab(RED_CALLER) as tab:
+        await a.post_call(RED_CALLER, "c1")
+        paint = await recv(tab)
+        applied = {"type": "applied", "call_id": "c1", "seq": paint["seq"], "latency_ms": 85}
+        await send(tab, applied)
+        await send(tab, {"type": "ended", "call_id": "c1"})
+        assert await recv(tab) == {"type": "clear", "call_id": "c1"}
+        ledger = Ledger(Database(url))
+        await ledger.database.open()
+        try:
+            async with asyncio.timeout(timeout(4)):  # A's batch, then B's next try
+                while True:
+                    rows = await ledger.rows(*WIDE)
+                    if rows and rows[0].latency_ms is not None and rows[0].ended_at is not None:
+                        break
+                    await asyncio.sleep(0.05)
+        finally:
+            await ledger.database.close()
+    (row,) = rows
+    assert (row.caller_id, row.call_id, row.colour, row.latency_ms) == (RED_CALLER, "c1", "red", 85)
 
 
 @pytest.mark.redis
