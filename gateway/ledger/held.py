@@ -6,9 +6,9 @@ it, painted it and writes its row) while the user's tab is on another (which rec
 tab says). Each writer gathers its batch for a quarter of a second, so the second process's
 marks may well commit before the first one's row. Such a mark is held here and tried again
 with the writer's next batches: after ``retry`` seconds, then after twice as long each time,
-``tries`` times in all (~30 s by default, ample for a peer's batch or a short outage), and only
-then given up and counted (``callguard_ledger_dropped{reason="no_row"}``). The writer's thread
-alone uses this.
+until it has been tried ``tries`` times in all (~30 s by default, ample for a peer's batch or a
+short outage), and only then given up and counted
+(``callguard_ledger_dropped{reason="no_row"}``). The writer's thread alone uses this.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from prometheus_client import Counter, Gauge
 from gateway.store.ledger_sink import Applied, Ended
 
 RETRY = 0.5
-TRIES = 6
+TRIES = 7  # the first and six more: 0.5 + 1 + 2 + 4 + 8 + 16 = 31.5 s
 
 _Key = tuple[bool, str, str]  # (an end, not a latency; caller, call)
 
@@ -77,8 +77,11 @@ class HeldMarks:
             else:
                 self._held.pop(key, None)  # to the end: the oldest stay first
                 self._held[key] = (now + self.retry * 2 ** (tries - 1), tries, mark)
+        for key in spent:  # never held, when ``tries`` is 1
+            self._held.pop(key, None)
+        self.given_up.inc(len(spent))
         excess = len(self._held) - self.capacity
-        self.give_up(spent + list(self._held)[: max(0, excess)])
+        self.give_up(list(self._held)[: max(0, excess)])
 
     def give_up(self, keys: list[_Key] | None = None) -> None:
         """Stop holding ``keys`` (None: every mark), counted as given up."""

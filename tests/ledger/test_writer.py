@@ -304,7 +304,7 @@ async def test_marks_from_another_process_wait_for_the_row_it_writes(database_ur
     second = await open_ledger(database_url)
     async with recording(ledger, registry_a, start=False) as (writer_a, calls, _):
         writer_b = LedgerWriter(
-            second.database, purge_every=None, registry=registry_b, mark_retry=0.05, mark_tries=3
+            second.database, purge_every=None, registry=registry_b, mark_retry=0.05, mark_tries=7
         )
         writer_b.start()
         try:
