@@ -63,9 +63,8 @@ class HeldMarks:
     ) -> None:
         """After a batch with these marks: those written (or dropped with the batch: no
         ``unmatched``) are no longer held; those that matched no row are, or are given up."""
-        late: dict[_Key, Any] = {(True, m[1], m[2]): m for m in unmatched[0]}
-        late.update(((False, m[1], m[2]), m) for m in unmatched[1])
-        for key in [(True, m[1], m[2]) for m in ended] + [(False, m[1], m[2]) for m in applied]:
+        late = dict(_keyed(*unmatched))
+        for key, _ in _keyed(ended, applied):
             if key not in late:
                 self._held.pop(key, None)
         now = time.monotonic()
@@ -77,15 +76,20 @@ class HeldMarks:
             else:
                 self._held.pop(key, None)  # to the end: the oldest stay first
                 self._held[key] = (now + self.retry * 2 ** (tries - 1), tries, mark)
-        for key in spent:  # never held, when ``tries`` is 1
+        for key in spent:
             self._held.pop(key, None)
-        self.given_up.inc(len(spent))
-        excess = len(self._held) - self.capacity
-        self.give_up(list(self._held)[: max(0, excess)])
+        excess = max(0, len(self._held) - self.capacity)
+        self.give_up(spent + list(self._held)[:excess])  # the oldest first
 
     def give_up(self, keys: list[_Key] | None = None) -> None:
-        """Stop holding ``keys`` (None: every mark), counted as given up."""
+        """Stop holding ``keys`` (None: every mark held), counted as given up."""
         keys = list(self._held) if keys is None else keys
-        gone = sum(self._held.pop(key, None) is not None for key in keys)
-        self.given_up.inc(gone)
+        for key in keys:
+            self._held.pop(key, None)
+        self.given_up.inc(len(keys))
         self.waiting.set(len(self._held))
+
+
+def _keyed(ended: list[Ended], applied: list[Applied]) -> list[tuple[_Key, Any]]:
+    """Each mark with its key: the kind, the caller and the call."""
+    return [((True, m[1], m[2]), m) for m in ended] + [((False, m[1], m[2]), m) for m in applied]
