@@ -31,11 +31,12 @@ from gateway.tools.loadserver import API_KEY, SECRET, ServerProcess
 from gateway.tools.posting import Poster
 
 if TYPE_CHECKING:  # the CLI imports this module for its arguments: keep that import light
-    from websockets.asyncio.client import ClientConnection
+    from gateway.tools.tabclient import Tab
 
 FIRST_USER = 100_000
 MAX_TABS = 20_000
 POST_CONNECTIONS = 16  # kept-alive connections the api path posts calls over
+OPEN_TIMEOUT = 60.0  # seconds a tab may take to connect and get its hello
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +133,9 @@ class Client:
         self.plan = plan
         self.base = base  # http://host:port
         self.tab_bases = tuple(tab_bases) or (base,)
-        self.sockets: list[ClientConnection] = []
+        self.sockets: list[Tab] = []
         self.pending: dict[str, float] = {}
         self.latencies: list[float] = []
-        self.readers: list[asyncio.Task[None]] = []
         self.drained = asyncio.Event()  # set when no call waits for its paint
 
     def ws_base(self, index: int) -> str:
@@ -146,42 +146,35 @@ class Client:
         return str(FIRST_USER + index)
 
     async def connect_all(self) -> None:
-        from websockets.asyncio.client import connect
+        from gateway.tools.tabclient import Tab
 
         gate = asyncio.Semaphore(self.plan.connect_concurrency)
-        compression = "deflate" if self.plan.deflate else None
 
-        async def one(index: int) -> ClientConnection:
-            token = issue_token(self.plan.secret, self.user(index), 3600)
+        async def one(index: int) -> Tab:
+            user = self.user(index)
+            token = issue_token(self.plan.secret, user, 3600)
+            uri = f"{self.ws_base(index)}/ws?token={token}&user={user}"
             async with gate:
-                ws = await connect(
-                    f"{self.ws_base(index)}/ws?token={token}&user={self.user(index)}",
-                    compression=compression, ping_interval=None, open_timeout=60,
-                )  # fmt: skip
-                await ws.recv()  # hello
-                return ws
+                # The hello is the first frame: connected means the gateway holds the tab.
+                connecting = Tab.connect(uri, self._on_text, self.plan.deflate)
+                return await asyncio.wait_for(connecting, OPEN_TIMEOUT)
 
         self.sockets = list(await asyncio.gather(*(one(i) for i in range(self.plan.tabs))))
-        self.readers = [asyncio.ensure_future(self._read(ws)) for ws in self.sockets]
 
-    async def _read(self, ws: ClientConnection) -> None:
-        with contextlib.suppress(Exception):
-            async for frame in ws:
-                if not isinstance(frame, str) or not frame.startswith('{"type":"paint"'):
-                    continue
-                now = time.perf_counter()
-                call_id = orjson.loads(frame)["call_id"]
-                sent = self.pending.pop(call_id, None)
-                if sent is not None:
-                    self.latencies.append((now - sent) * 1000.0)
-                    await ws.send(orjson.dumps({"type": "ended", "call_id": call_id}).decode())
-                    if not self.pending:
-                        self.drained.set()
+    def _on_text(self, tab: Tab, frame: bytes) -> None:
+        if not frame.startswith(b'{"type":"paint"'):
+            return  # a clear, a renewed token: what a real tab would act on, not timed here
+        now = time.perf_counter()
+        call_id = orjson.loads(frame)["call_id"]
+        sent = self.pending.pop(call_id, None)
+        if sent is not None:
+            self.latencies.append((now - sent) * 1000.0)
+            tab.send(orjson.dumps({"type": "ended", "call_id": call_id}).decode())
+            if not self.pending:
+                self.drained.set()
 
     async def close(self) -> None:
-        for task in self.readers:
-            task.cancel()
-        await asyncio.gather(*(ws.close() for ws in self.sockets), return_exceptions=True)
+        await asyncio.gather(*(tab.close() for tab in self.sockets), return_exceptions=True)
 
 
 async def run_phase(
@@ -219,7 +212,7 @@ async def run_phase(
                 task.add_done_callback(inflight.discard)
             else:
                 frame = {"type": "call", "call_id": call_id, "phone": phone, "direction": "in"}
-                await client.sockets[index].send(orjson.dumps(frame).decode())
+                client.sockets[index].send(orjson.dumps(frame).decode())
         await asyncio.gather(*inflight, return_exceptions=True)
         if client.pending:
             client.drained.clear()
