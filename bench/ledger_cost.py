@@ -50,6 +50,7 @@ import uvloop
 
 from bench.call_cost import USER, bench_settings, open_tab, settle
 from gateway.live.tabs import Tab
+from gateway.run.gcpolicy import GcPolicy
 from gateway.run.runtime import Gateway
 from gateway.tools.loadtest import Plan, Run, demo_phones, run
 from gateway.web.app import create_app
@@ -164,6 +165,12 @@ async def wake_delays(rate: float, seconds: float, ledger_days: int, url: str) -
     it, while calls go through the pipeline at ``rate`` and end 50 ms later."""
     loop = asyncio.get_running_loop()
     async with in_process(ledger_days, url) as (gateway, _tab, phones):
+        # The server's GC policy, as `callguard serve` runs it: without it CPython's own full
+        # collections stalled this loop 55-77 ms in the variant that allocates more (the
+        # ledger's rows), and were read as the writer's thread holding the GIL.
+        policy = GcPolicy()
+        policy.after_startup()
+        collector = asyncio.ensure_future(policy.run())
         transport, pings = await loop.create_datagram_endpoint(Pings, local_addr=("127.0.0.1", 0))
         port = transport.get_extra_info("sockname")[1]
         pinger = await asyncio.create_subprocess_exec(
@@ -180,6 +187,8 @@ async def wake_delays(rate: float, seconds: float, ledger_days: int, url: str) -
         await asyncio.sleep(0.1)
         transport.close()
         await gateway.calls.idle()
+        collector.cancel()
+        gc.unfreeze()
     return pings.delays
 
 
