@@ -46,6 +46,8 @@ class Tab(asyncio.Protocol):
         self.opened: asyncio.Future[bytes] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
         self.transport: asyncio.Transport | None = None
+        self.pings = 0  # the server's heartbeat pings (answered by the parser)
+        self.first_ping: float | None = None  # the loop's time at the first
 
     @classmethod
     async def connect(cls, uri: str, on_text: OnText, deflate: bool = False) -> Tab:
@@ -75,6 +77,10 @@ class Tab(asyncio.Protocol):
             if isinstance(event, Response):
                 if self.protocol.handshake_exc is not None:
                     self._refused(f"handshake refused: {self.protocol.handshake_exc}")
+            elif isinstance(event, Frame) and event.opcode is Opcode.PING:
+                self.pings += 1
+                if self.first_ping is None:
+                    self.first_ping = asyncio.get_running_loop().time()
             elif isinstance(event, Frame) and event.opcode is Opcode.TEXT:
                 text = bytes(event.data)
                 if not self.opened.done():
