@@ -55,7 +55,7 @@ class Plan:
     secret: str = SECRET  # signs the tabs' tokens: the target's CALLGUARD_SECRET
     api_key: str = API_KEY  # the target's CALLGUARD_API_KEY
     settle: float = 3.0  # idle after connecting, as tabs are between calls
-    database_url: str = ""  # the started gateway's database; "": one in its memory
+    database_url: str = ""  # the started gateway's database; "": an SQLite file of its own
 
 
 @dataclass(slots=True)
