@@ -10,7 +10,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 from gateway.live.tokens import issue_token
 from gateway.tools.tabclient import Tab, TabRefused
-from tests.support import TEST_SECRET, gateway_settings, running_gateway
+from tests.support import TEST_SECRET, running_gateway
 from tests.timing import timeout
 
 
