@@ -46,8 +46,7 @@ class Tab(asyncio.Protocol):
         self.opened: asyncio.Future[bytes] = loop.create_future()
         self.closed: asyncio.Future[None] = loop.create_future()
         self.transport: asyncio.Transport | None = None
-        self.pings = 0  # the server's heartbeat pings (answered by the parser)
-        self.first_ping: float | None = None  # the loop's time at the first
+        self.first_ping: float | None = None  # the loop's time at the server's first ping
 
     @classmethod
     async def connect(cls, uri: str, on_text: OnText, deflate: bool = False) -> Tab:
@@ -77,8 +76,7 @@ class Tab(asyncio.Protocol):
             if isinstance(event, Response):
                 if self.protocol.handshake_exc is not None:
                     self._refused(f"handshake refused: {self.protocol.handshake_exc}")
-            elif isinstance(event, Frame) and event.opcode is Opcode.PING:
-                self.pings += 1
+            elif isinstance(event, Frame) and event.opcode is Opcode.PING:  # the parser pongs
                 if self.first_ping is None:
                     self.first_ping = asyncio.get_running_loop().time()
             elif isinstance(event, Frame) and event.opcode is Opcode.TEXT:
