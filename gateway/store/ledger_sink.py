@@ -64,9 +64,11 @@ _held = threading.local()  # per writer thread: when it last let go of the GIL
 # (caller_id, call_id) index (the keys come in no order), so a batch dirties about a page a row,
 # and with SQLite's defaults most of a write's CPU was the kernel's: reading pages back (a 2 MB
 # cache), writing them to the WAL, syncing it at every commit and copying them to the file every
-# 1000 pages. bench/ledger_rows.py, rows 225,000-300,000 of one table, CPU (wall) per row:
-# defaults 55 us (107), synchronous NORMAL with checkpoints every 4000 pages 42 (61), a 32 MB
-# cache as well 38 (58), reads through mmap as well 35 (46).
+# 1000 pages. bench/ledger_rows.py (the sink's writes, these settings against the defaults, in
+# turns), rows 150,000-600,000: CPU per row 0.71-0.76x, wall 0.67-0.75x. Each setting's share,
+# added one at a time in a first ad hoc run of the same statement (rows 225,000-300,000, CPU
+# (wall) per row): defaults 55 us (107), synchronous NORMAL with checkpoints every 4000 pages
+# 42 (61), a 32 MB cache as well 38 (58), reads through mmap as well 35 (46).
 # - synchronous NORMAL: in WAL mode a commit survives the process crashing and the file stays
 #   whole; only the last commits before a power cut may roll back. The writer holds up to
 #   GATHER (0.25 s) of calls in memory anyway, so FULL made no call safer that mattered.
