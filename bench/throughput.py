@@ -10,7 +10,9 @@ just after, and during every step; "its own": less the time the server's thread 
 for a CPU another process held, gateway/run/probes.py), and each server's CPU per call (its
 process's CPU time over a window less its idle CPU in as long, divided by the window's calls:
 gateway/tools/loadserver.py ``CpuMeter``), which the other work on a busy machine hardly
-changes; and the load generator's share of its own core (near 100% it, not the server, sets
+changes, with the event loop's thread's share of it and how busy that thread was (near a whole
+core a server is saturated; failing well below that, something else holds it up: at the first
+failed step of each server this is printed again); and the load generator's share of its own core (near 100% it, not the server, sets
 the pace: a figure to distrust). A server that passes the ladder's top is reported as "at least"
 that rate, and the ratio then as a bound. With ``--chart FILE.png`` it draws p99 against the
 rate (matplotlib, from the ``bench`` extra).
@@ -132,6 +134,8 @@ async def window(
     stats["generator"] = (time.process_time() - own) / (time.perf_counter() - began)
     stats["cpu_us"] = target.cpu.per_call(stats, sent)
     stats["writes"] = target.cpu.count_per_call("writes", stats, sent)
+    stats["loop_us"] = target.cpu.loop_per_call(stats, sent)
+    stats["loop_busy"] = target.cpu.loop_busy(stats)
     return Phase("api", sent, client.latencies, stats)
 
 
@@ -145,6 +149,8 @@ def pooled(windows: list[Phase]) -> Phase:
         "own_gc_ms": max(float(w.server["own_gc_ms"]) for w in windows),
         "cpu_us": sum(float(w.server["cpu_us"]) * w.sent for w in windows) / max(1, sent),
         "writes": sum(float(w.server["writes"]) * w.sent for w in windows) / max(1, sent),
+        "loop_us": sum(float(w.server["loop_us"]) * w.sent for w in windows) / max(1, sent),
+        "loop_busy": sum(float(w.server["loop_busy"]) for w in windows) / len(windows),
         "generator": max(float(w.server["generator"]) for w in windows),
     }
     return Phase("api", sent, [ms for w in windows for ms in w.latencies_ms], stats)
@@ -186,7 +192,8 @@ def line(ph: Phase) -> str:
         f"p50 {ph.percentile(0.5):6.2f} ms  p99 {ph.percentile(0.99):7.2f} ms  "
         f"worst stall {float(ph.server['stall_ms']):6.1f} ms "
         f"(own {float(ph.server['own_stall_ms']):5.1f})  "
-        f"server CPU {ph.server['cpu_us']:5.1f} us, {ph.server['writes']:.2f} writes/call  "
+        f"server CPU {ph.server['cpu_us']:5.1f} us (loop {ph.server['loop_us']:5.1f}, busy "
+        f"{float(ph.server['loop_busy']) * 100:3.0f}%), {ph.server['writes']:.2f} writes/call  "
         f"generator {float(ph.server['generator']) * 100:3.0f}% of a core{lost}"
     )
 
@@ -292,6 +299,19 @@ def results(targets: list[Target], max_rate: int) -> list[str]:
             out.append(
                 f"server CPU per call at {rate}/s: bare {cpu_b:.1f} us, gateway {cpu_g:.1f} us "
                 f"(gateway/bare {cpu_g / cpu_b:.2f}; CPU-bound rate ratio {cpu_b / cpu_g:.2f})"
+            )
+            loop_b, loop_g = b.server["loop_us"], g.server["loop_us"]
+            out.append(
+                f"  the event loop's thread alone: bare {loop_b:.1f} us, gateway {loop_g:.1f} us "
+                f"(gateway/bare {loop_g / loop_b:.2f}; loop-bound rate ratio {loop_b / loop_g:.2f})"
+            )
+    # Saturated or held up? How busy each loop thread was at the first step it failed.
+    for t in targets:
+        failed = t.at(t.first_failure) if t.first_failure is not None else None
+        if failed is not None:
+            out.append(
+                f"{t.name:>7}: at its first failed step ({t.first_failure:g}/s) the event loop's "
+                f"thread was busy {float(failed.server['loop_busy']) * 100:.0f}% of a core"
             )
     b, g = bare.at(1000), gw.at(1000)
     if b is not None and g is not None:

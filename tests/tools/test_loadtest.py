@@ -34,6 +34,8 @@ async def test_a_small_run_paints_every_call_and_reports_the_server() -> None:
         assert phase.lost == 0
         assert phase.percentile(0.5) <= phase.percentile(0.99)
         assert {"stall_ms", "own_stall_ms", "gc_ms", "rss_kb", "cpu_s"} <= set(phase.server)
+        # The loop thread is one of the process's threads: never more CPU than all of them.
+        assert 0.0 < phase.server["loop_cpu_s"] <= phase.server["cpu_s"]
         assert 0.0 <= phase.server["own_stall_ms"] <= phase.server["stall_ms"]
     assert result.connect_server["tabs"] == 20
     lines = result.summary()
