@@ -277,7 +277,12 @@ def results(targets: list[Target], max_rate: int) -> list[str]:
             f"idle CPU {t.idle_cpu * 100:.1f}% of a core"
         )
     ratio = gw.best / bare.best if bare.best else float("nan")
-    if bare.bounded and gw.bounded:
+    if not bare.best:  # no ratio to a server that passed nothing
+        out.append(
+            f"gateway/bare rate: not found, the bare server failed the first step "
+            f"({_rate(bare.first_failure)}): this machine is too busy to measure latency now"
+        )
+    elif bare.bounded and gw.bounded:
         out.append(f"gateway/bare rate: {ratio:.2f} (goal >= 0.7)")
         # The stricter reading: each server's last rate before its first failed step.
         below = [_last_before(t, t.first_failure) for t in targets]
