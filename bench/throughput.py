@@ -12,10 +12,10 @@ process's CPU time over a window less its idle CPU in as long, divided by the wi
 gateway/tools/loadserver.py ``CpuMeter``), which the other work on a busy machine hardly
 changes, with the event loop's thread's share of it and how busy that thread was (near a whole
 core a server is saturated; failing well below that, something else holds it up: at the first
-failed step of each server this is printed again); and the load generator's share of its own core (near 100% it, not the server, sets
-the pace: a figure to distrust). A server that passes the ladder's top is reported as "at least"
-that rate, and the ratio then as a bound. With ``--chart FILE.png`` it draws p99 against the
-rate (matplotlib, from the ``bench`` extra).
+failed step of each server this is printed again); and the load generator's share of its own
+core (near 100% it, not the server, sets the pace: a figure to distrust). A server that passes
+the ladder's top is reported as "at least" that rate, and the ratio then as a bound. With
+``--chart FILE.png`` it draws p99 against the rate (matplotlib, from the ``bench`` extra).
 
     .venv/bin/python bench/throughput.py [--tabs 5000] [--seconds 4] [--chart docs/throughput.png]
 

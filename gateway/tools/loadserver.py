@@ -249,11 +249,12 @@ async def _child(
             "own_gc_ms": probed.gc.worst_own * 1000.0,
             "gc_generation": probed.gc.worst_generation,
             "collections": probed.gc.collections,
+            # The event loop's thread alone (this runs on it): the ledger writer's thread apart.
+            # Read before the process's, so it can never be the larger.
+            "loop_cpu_s": time.thread_time(),
             # CPU seconds this process used so far: per call, the load on the machine hardly
             # changes it, where latency figures follow whatever else runs beside.
             "cpu_s": time.process_time(),
-            # The event loop's thread alone (this runs on it): the ledger writer's thread apart.
-            "loop_cpu_s": time.thread_time(),
             **_io(),  # a system call is dear on a virtual machine: how many a call costs
         }
         if shared is not None:  # sharing Redis: connected? frames dropped on the way?
