@@ -150,3 +150,28 @@ async def test_the_writers_stamps_are_the_stamps_of_their_times(database_url: st
     finally:
         sink.close()
         await db.close()
+
+
+async def test_the_writers_nulls_are_nulls(database_url: str) -> None:
+    """The sink binds None as NULL (on SQLite through the None adapter it registers for speed):
+    a call that matched no rule reads back with no rule, entity or owner, and SQL sees NULLs."""
+    db = Database(database_url)
+    await db.open()
+    sink = open_sink(db)
+    try:
+        at = sink.stamp(T0)
+        blank = (at, "c1", "7", "in", "api", "none", None, None, None, None, None, None, "4567")
+        # In a thread, as the writer's: the PostgreSQL sink runs an event loop of its own.
+        await asyncio.to_thread(sink.write, [(*blank, None, None)])
+        (only,) = await Ledger(db).rows(T0, T0 + timedelta(days=1))
+        assert (only.rule, only.entity_type, only.owner_name, only.ended_at) == (None,) * 4
+        assert only.latency_ms is None
+        async with db.require_open().connect() as conn:
+            nulls = await conn.exec_driver_sql(
+                "SELECT COUNT(*) FROM call_ledger WHERE rule IS NULL AND owner_id IS NULL "
+                "AND ended_at IS NULL AND latency_ms IS NULL"
+            )
+            assert nulls.scalar() == 1
+    finally:
+        await asyncio.to_thread(sink.close)
+        await db.close()
