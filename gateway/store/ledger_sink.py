@@ -87,11 +87,12 @@ def _null(value: None) -> None:
 
 # The standard library's sqlite3 binds None only after trying to adapt it: with no adapter for
 # NoneType it looks one up, asks the value to __conform__, and formats a "can't adapt" error that
-# it then discards, for every NULL it binds (~0.4 us each here; a ledger row has up to 9, and the
-# writer binds with the GIL held). bench/call_instructions.py, gateway+ledger: the writer thread's
-# instructions per call 72,779 before this. An adapter that returns its None skips all that. It is
-# the identity, so it changes nothing for any sqlite3 connection of the process (the registry is
-# the module's: SQLAlchemy's connections take the shortcut too).
+# it then discards, for every NULL it binds (~0.4 us each here; a ledger row has up to 8, and the
+# writer binds with the GIL held). An adapter that returns its None skips all that:
+# bench/call_instructions.py, gateway+ledger, the writer thread's instructions per call went from
+# 72,779 and 72,312 to 66,977 and 67,584 (the loop thread's, which vary with the GIL's hand-overs,
+# rose 1-2.5%; both together fell 0.2-1.0%). It is the identity, so it changes nothing for any
+# sqlite3 connection of the process (the registry is the module's: SQLAlchemy's take it too).
 sqlite3.register_adapter(type(None), _null)
 
 Row = tuple[Any, ...]
