@@ -128,15 +128,17 @@ class CpuMeter:
 
     def per_call(self, stats: dict[str, Any], calls: int) -> float:
         """From :meth:`start` to ``stats`` (the server's, taken after the phase)."""
-        idle = self.idle_per_second * (time.perf_counter() - self._started)
-        return float(stats["cpu_s"] - self._stats["cpu_s"] - idle) / max(1, calls) * 1e6
+        return self._per_call("cpu_s", self.idle_per_second, stats, calls)
 
     def loop_per_call(self, stats: dict[str, Any], calls: int) -> float:
         """As :meth:`per_call`, the event loop's thread alone: the gateway's other threads (the
         ledger writer) left out. A server whose loop thread is near a whole core is saturated;
         one that fails well below that is held up by something else."""
-        idle = self.loop_idle_per_second * (time.perf_counter() - self._started)
-        return float(stats["loop_cpu_s"] - self._stats["loop_cpu_s"] - idle) / max(1, calls) * 1e6
+        return self._per_call("loop_cpu_s", self.loop_idle_per_second, stats, calls)
+
+    def _per_call(self, key: str, idle_rate: float, stats: dict[str, Any], calls: int) -> float:
+        idle = idle_rate * (time.perf_counter() - self._started)
+        return float(stats[key] - self._stats[key] - idle) / max(1, calls) * 1e6
 
     def loop_busy(self, stats: dict[str, Any]) -> float:
         """The event loop thread's CPU from :meth:`start` to ``stats``, as a share of one core
