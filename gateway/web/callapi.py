@@ -48,7 +48,7 @@ class ClientGone(Exception):
 
 
 async def post_call(scope: Scope, receive: Receive, send: Send) -> None:
-    gateway: Gateway = scope["app"].state.gateway
+    gateway: Gateway = scope["app"].gateway  # a GatewayApp's (gateway/web/app.py)
     headers: tuple[tuple[bytes, bytes], ...] = ()
     try:
         status, body = await _call(gateway, scope, receive)
