@@ -14,11 +14,15 @@ an LRU: refilling after a clear costs one decide a number.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
 from rules.decide import decide
 from rules.model import Company, Contact, Decision, Findings, Lead
 from rules.policy import Policy
 
 DECISIONS = 8192  # findings whose decisions are remembered
+T = TypeVar("T")
 OUTSIDER = ""  # the key of every caller who is responsible for nothing found (no user id is "")
 
 
@@ -55,3 +59,28 @@ class DecisionMemo:
         if decision is None:
             decision = known.decisions[who] = decide(findings, caller, self.policy)
         return decision
+
+
+class PerDecision(Generic[T]):
+    """What ``make(decision, key)`` gives, made once per decision object and key: the encodings
+    of a decision that every call sharing it sends (its paint frame's part, the answer's part).
+
+    :class:`DecisionMemo` hands out the same few decision objects call after call, so this is
+    found by identity, not by hashing eight fields; an entry holds its decision, so the id it is
+    found by is not reused while kept. A bound, not an LRU, as above.
+    """
+
+    __slots__ = ("_known", "make", "size")
+
+    def __init__(self, make: Callable[[Decision, str], T], size: int = DECISIONS) -> None:
+        self.make = make
+        self.size = size
+        self._known: dict[tuple[int, str], tuple[Decision, T]] = {}
+
+    def get(self, decision: Decision, key: str = "") -> T:
+        known = self._known.get((id(decision), key))
+        if known is None or known[0] is not decision:
+            if len(self._known) >= self.size:
+                self._known.clear()
+            known = self._known[id(decision), key] = (decision, self.make(decision, key))
+        return known[1]

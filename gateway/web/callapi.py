@@ -21,11 +21,13 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from gateway.live import wire
+from gateway.live.decisions import PerDecision
 from gateway.live.inflight import Busy
 from gateway.run.runtime import Gateway
 from gateway.userid import InvalidUserId, user_id
 from gateway.web.http import bearer_matches
 from gateway.web.responses import error_body
+from rules.model import Decision
 from rules.phones import InvalidPhone
 
 log = logging.getLogger("callguard.web")
@@ -33,6 +35,12 @@ log = logging.getLogger("callguard.web")
 MAX_BODY = 16 * 1024
 JSON = (b"content-type", b"application/json")
 NOSNIFF = (b"x-content-type-options", b"nosniff")  # as SecurityHeaders gives every other answer
+
+
+# A painted call's answer carries its decision, and Decision.to_dict walks the owner and the
+# subject field by field: 9% of a warm POST's Python (bytecodes counted under sys.settrace). The
+# same few decisions come back call after call: their JSON is made once per decision.
+_decided: PerDecision[bytes] = PerDecision(lambda decision, _: orjson.dumps(decision.to_dict()))
 
 
 class Refusal(Exception):
@@ -101,8 +109,13 @@ async def _call(gateway: Gateway, scope: Scope, receive: Receive) -> tuple[int, 
         raise Refusal(503, wire.BUSY, busy.message, (b"retry-after", retry)) from None
     if paint is None:
         return 202, orjson.dumps({"call_id": call_id, "status": "superseded"})
-    answer = {"call_id": call_id, "status": "painted", "seq": paint.seq}
-    return 200, orjson.dumps({**answer, **paint.decision.to_dict()})
+    return 200, _painted(call_id, paint.seq, paint.decision)
+
+
+def _painted(call_id: str, seq: int, decision: Decision) -> bytes:
+    """``{"call_id", "status": "painted", "seq", **decision.to_dict()}`` as JSON."""
+    head = orjson.dumps({"call_id": call_id, "status": "painted", "seq": seq})
+    return head[:-1] + b"," + _decided.get(decision)[1:]  # two JSON objects, joined into one
 
 
 def _headers(scope: Scope) -> tuple[str, str]:

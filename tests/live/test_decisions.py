@@ -10,8 +10,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.live.decisions import DecisionMemo
-from rules import Company, Contact, Findings, Lead, decide, load_policy
+from gateway.live.decisions import DecisionMemo, PerDecision
+from rules import Company, Contact, Decision, Findings, Lead, decide, load_policy
 from rules.policy import default_rules_text, parse_policy
 from tests.fuzz import examples
 
@@ -72,3 +72,24 @@ def test_a_full_memo_starts_again_and_still_answers() -> None:
     for found in many:
         assert memo.decide(found, "2").colour == "red"
         assert memo.decide(found, "1").colour == "none"
+
+
+def test_per_decision_makes_each_value_once_per_decision_and_key() -> None:
+    made: list[tuple[str, str]] = []
+
+    def make(decision: Decision, key: str) -> str:
+        made.append((decision.colour, key))
+        return f"{decision.colour}/{key}"
+
+    values = PerDecision(make, size=2)
+    red, blue = (Decision(c, None, None, "why") for c in ("red", "blue"))
+    assert [values.get(red, "ru"), values.get(red, "ru"), values.get(red, "en")] == [
+        "red/ru",
+        "red/ru",
+        "red/en",
+    ]
+    assert made == [("red", "ru"), ("red", "en")]
+    # Full: it starts again, and still answers; an equal decision of its own is its own entry.
+    assert values.get(blue) == "blue/"
+    assert values.get(Decision("red", None, None, "why"), "ru") == "red/ru"
+    assert made[2:] == [("blue", ""), ("red", "ru")]

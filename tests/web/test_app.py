@@ -15,6 +15,7 @@ from gateway.crm.dataset import parse_dataset
 from gateway.live.calls import LATE_REASON
 from gateway.run.config import ConfigError, Settings
 from gateway.web.app import create_app
+from rules import decide
 from tests.live.conftest import (
     API_KEY,
     OWNER,
@@ -300,6 +301,31 @@ class TestApiCalls:
             assert (body["status"], body["colour"], body["seq"]) == ("painted", "red", 1)
             paint = ws.receive_json()
             assert (paint["call_id"], paint["colour"]) == ("p1", "red")
+
+    def test_each_answer_is_its_own_call_with_the_whole_decision(self, client: TestClient) -> None:
+        """The decision's part of the answer is encoded once per decision (callapi.ANSWERS):
+        calls that share a decision still answer their own call id and seq, and the decision
+        whole, owner and subject included, as the rules give it."""
+        gateway = client.app.state.gateway  # type: ignore[attr-defined]
+
+        async def decided() -> dict[str, object]:
+            findings = await gateway.directory.lookup(gateway.calls.normalize(RED_PHONE))
+            return decide(findings, RED_CALLER, gateway.policy).to_dict()
+
+        expected = client.portal.call(decided)  # type: ignore[union-attr]
+        assert expected["owner"]  # the whole decision is under test
+        assert expected["subject"]
+        for call_id in ("a1", "a2", "a3"):
+            body = {**self.body, "call_id": call_id}
+            response = client.post("/api/calls", json=body, headers=self.auth)
+            assert response.json() == {
+                "call_id": call_id,
+                "status": "painted",
+                "seq": 1,
+                **expected,
+            }
+        again = client.post("/api/calls", json={**self.body, "call_id": "a2"}, headers=self.auth)
+        assert (again.json()["call_id"], again.json()["seq"]) == ("a2", 2)
 
     def test_every_answer_is_json_with_its_length_and_nosniff(self, client: TestClient) -> None:
         """The route is a plain ASGI handler (gateway/web/callapi.py): the headers the Starlette
