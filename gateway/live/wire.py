@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import orjson
 
+from gateway.live.decisions import PerDecision
 from rules.model import Decision
 from rules.policy import LANGS
 
@@ -137,11 +138,16 @@ def hello(user_id: str, heartbeat: float, version: str) -> str:
 
 def paint(call_id: str, seq: int, decision: Decision, lang: str = "ru") -> str:
     """The paint of one call; ``text`` in ``lang`` only, ``owner`` and ``entity`` when a rule
-    matched something (design.md §3.7): the snippet links them to their portal pages."""
+    matched something (design.md §3.7): the snippet links them to their portal pages. The
+    call's own fields first, then the decision's, made once per decision and language: building
+    them was a third of the Python a warm call's paint took (bytecodes counted)."""
+    head = _dump({"type": "paint", "call_id": call_id, "seq": seq})
+    return head[:-1] + "," + _painted.get(decision, lang)[1:]  # two JSON objects, joined
+
+
+def _decided(decision: Decision, lang: str) -> str:
+    """The decision's fields of a paint frame, as a JSON object."""
     doc: dict[str, object] = {
-        "type": "paint",
-        "call_id": call_id,
-        "seq": seq,
         "colour": decision.colour,
         "background": decision.background,
         "rule": decision.rule,
@@ -153,6 +159,9 @@ def paint(call_id: str, seq: int, decision: Decision, lang: str = "ru") -> str:
         s = decision.subject
         doc["entity"] = {"type": s.kind, "id": s.id, "title": s.title, "status": s.status_in(lang)}
     return _dump(doc)
+
+
+_painted: PerDecision[str] = PerDecision(_decided)
 
 
 def lang_of(value: str | None, default: str) -> str:

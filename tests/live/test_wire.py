@@ -2,7 +2,7 @@ import orjson
 import pytest
 
 from gateway.live import wire
-from rules.model import Decision
+from rules.model import Decision, Owner, Subject
 
 
 def test_client_frames_decode_to_typed_values() -> None:
@@ -56,6 +56,39 @@ def test_server_frames_match_the_contract() -> None:
         "text": "Чужой клиент",
     }
     assert orjson.loads(wire.clear("c1")) == {"type": "clear", "call_id": "c1"}
+
+
+def test_paints_sharing_a_decision_carry_their_own_call_and_language() -> None:
+    """A decision's part of the frame is encoded once per decision and language
+    (gateway.live.decisions.PerDecision): each frame still has its own call, seq and text."""
+    owner, subject = (
+        Owner("6", "Анна"),
+        Subject("company", "12", "ООО Ромашка", "W", "В работе", "In work"),
+    )
+    decision = Decision(
+        "red", "#d32f2f", "foreign", "Чужой клиент", None, "Someone else's client", owner, subject
+    )
+    for n, lang in enumerate(("ru", "en", "ru", "en")):
+        frame = orjson.loads(wire.paint(f"c{n}", n, decision, lang))
+        english = lang == "en"
+        assert frame == {
+            "type": "paint",
+            "call_id": f"c{n}",
+            "seq": n,
+            "colour": "red",
+            "background": "#d32f2f",
+            "rule": "foreign",
+            "text": "Someone else's client" if english else "Чужой клиент",
+            "owner": {"id": "6", "name": "Анна"},
+            "entity": {
+                "type": "company",
+                "id": "12",
+                "title": "ООО Ромашка",
+                "status": "In work" if english else "В работе",
+            },
+        }
+    other = Decision("yellow", "#fbc02d", "contact", "Контакт")  # another decision: its own part
+    assert orjson.loads(wire.paint("c9", 1, other))["colour"] == "yellow"
     assert orjson.loads(wire.error("x", "why")) == {"type": "error", "code": "x", "message": "why"}
     hello = orjson.loads(wire.hello("6", 20.0, "0.1.0"))
     assert hello["type"] == "hello"
