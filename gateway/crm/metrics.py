@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter
 
+from gateway.run.loopmetrics import LoopCounter
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-cache_hits = Counter(
-    "callguard_directory_cache_hits", "Lookups answered from the cache", registry=REGISTRY
+# Every warm call counts a hit, on the event loop's thread only: a plain number, not
+# prometheus_client's counter and its lock (gateway/run/loopmetrics.py).
+cache_hits = LoopCounter(
+    "callguard_directory_cache_hits", "Lookups answered from the cache", None, REGISTRY
 )
 cache_misses = Counter(
     "callguard_directory_cache_misses", "Lookups that went to the source", registry=REGISTRY
