@@ -13,7 +13,10 @@ gateway/tools/loadserver.py ``CpuMeter``), which the other work on a busy machin
 changes, with the event loop's thread's share of it and how busy that thread was (near a whole
 core a server is saturated; failing well below that, something else holds it up: at the first
 failed step of each server this is printed again); and the load generator's share of its own
-core (near 100% it, not the server, sets the pace: a figure to distrust). A server that passes
+core (near 100% it, not the server, sets the pace: a figure to distrust); and "steal", the
+largest share of the machine's CPU time the host took away in any of the step's windows (a
+virtual machine's CPUs shared with other guests: a step failed with steal well above zero
+measured the host). A server that passes
 the ladder's top is reported as "at least" that rate, and the ratio then as a bound. With
 ``--chart FILE.png`` it draws p99 against the rate (matplotlib, from the ``bench`` extra).
 
@@ -94,6 +97,25 @@ class Target:
         return max([self.connect[key], *(float(ph.server[key]) for _, ph in self.steps)])
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """The machine's CPU time so far, in ticks: (all of it, the part the host took away, "steal").
+    (0, 0) where /proc/stat does not say."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    return sum(fields), fields[7] if len(fields) > 7 else 0
+
+
+def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPU time that the host took (the hypervisor ran something else
+    on our virtual CPUs) between two ``cpu_ticks``. No probe inside can see those moments: a
+    thread without its CPU looks stalled to itself, "own" stall included."""
+    total = after[0] - before[0]
+    return (after[1] - before[1]) / total if total > 0 else 0.0
+
+
 def passes(phase: Phase) -> bool:
     return phase.lost == 0 and phase.percentile(0.99) <= P99_LIMIT_MS
 
@@ -127,11 +149,13 @@ async def window(
     client.plan = replace(plan, rate=rate, paths=("api",))
     client.latencies, client.pending = [], {}
     await target.cpu.start()
-    began, own = time.perf_counter(), time.process_time()
+    began, own, ticks = time.perf_counter(), time.process_time(), cpu_ticks()
     sent = await run_phase(client, "api", phones, rng)
+    stolen = steal_share(ticks, cpu_ticks())
     # The generator's share of its core: near 100% it, not the server, sets the pace.
     stats = await target.server.command("reset")
     stats["generator"] = (time.process_time() - own) / (time.perf_counter() - began)
+    stats["steal"] = stolen
     stats["cpu_us"] = target.cpu.per_call(stats, sent)
     stats["writes"] = target.cpu.count_per_call("writes", stats, sent)
     stats["loop_us"] = target.cpu.loop_per_call(stats, sent)
@@ -152,6 +176,7 @@ def pooled(windows: list[Phase]) -> Phase:
         "loop_us": sum(float(w.server["loop_us"]) * w.sent for w in windows) / max(1, sent),
         "loop_busy": sum(float(w.server["loop_busy"]) for w in windows) / len(windows),
         "generator": max(float(w.server["generator"]) for w in windows),
+        "steal": max(float(w.server["steal"]) for w in windows),
     }
     return Phase("api", sent, [ms for w in windows for ms in w.latencies_ms], stats)
 
@@ -194,7 +219,8 @@ def line(ph: Phase) -> str:
         f"(own {float(ph.server['own_stall_ms']):5.1f})  "
         f"server CPU {ph.server['cpu_us']:5.1f} us (loop {ph.server['loop_us']:5.1f}, busy "
         f"{float(ph.server['loop_busy']) * 100:3.0f}%), {ph.server['writes']:.2f} writes/call  "
-        f"generator {float(ph.server['generator']) * 100:3.0f}% of a core{lost}"
+        f"generator {float(ph.server['generator']) * 100:3.0f}% of a core  "
+        f"steal {float(ph.server['steal']) * 100:4.1f}%{lost}"
     )
 
 
@@ -316,7 +342,8 @@ def results(targets: list[Target], max_rate: int) -> list[str]:
         if failed is not None:
             out.append(
                 f"{t.name:>7}: at its first failed step ({t.first_failure:g}/s) the event loop's "
-                f"thread was busy {float(failed.server['loop_busy']) * 100:.0f}% of a core"
+                f"thread was busy {float(failed.server['loop_busy']) * 100:.0f}% of a core; the "
+                f"host took up to {float(failed.server['steal']) * 100:.1f}% of the machine's CPU"
             )
     b, g = bare.at(1000), gw.at(1000)
     if b is not None and g is not None:
