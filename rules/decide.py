@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from rules.model import Company, Contact, Decision, Findings, Lead, Owner, Subject
 from rules.policy import NONE, Policy, Rule
 
@@ -35,8 +37,11 @@ def decide(findings: Findings, caller_id: str, policy: Policy) -> Decision:
     return none_decision(policy.no_rule_reason, policy.no_rule_reason_en)
 
 
+@lru_cache(maxsize=64)
 def none_decision(reason: str, reason_en: str = "") -> Decision:
-    """The popup keeps its own look, with ``reason`` (e.g. the CRM did not answer in time)."""
+    """The popup keeps its own look, with ``reason`` (e.g. the CRM did not answer in time).
+    One object per reason: the gateway keeps each decision's encodings per object, and a slow
+    CRM makes one of these every call (a Decision is immutable, so sharing it is safe)."""
     return Decision(colour=NONE, background=None, rule=None, reason=reason, reason_en=reason_en)
 
 

@@ -22,8 +22,8 @@ from rules.model import Company, Contact, Decision, Findings, Lead
 from rules.policy import Policy
 
 DECISIONS = 8192  # findings whose decisions are remembered
-T = TypeVar("T")
 OUTSIDER = ""  # the key of every caller who is responsible for nothing found (no user id is "")
+T = TypeVar("T")  # what PerDecision keeps
 
 
 class _Known:

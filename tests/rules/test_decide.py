@@ -216,3 +216,13 @@ def test_findings_k_lists_a_company_once() -> None:
     as_dict = found.to_dict()
     assert as_dict["phone"] == P
     assert [x["id"] for x in as_dict["companies"]] == ["10"]  # type: ignore[index]
+
+
+def test_a_reason_without_colour_is_one_shared_decision() -> None:
+    """The gateway keeps a decision's encodings per object: a slow CRM's "late" decision, made
+    every call, must be one object, not a new entry a call."""
+    late = none_decision("CRM не ответила вовремя", "The CRM did not answer in time")
+    assert late is none_decision("CRM не ответила вовремя", "The CRM did not answer in time")
+    assert (late.colour, late.background, late.rule) == ("none", None, None)
+    assert late.text("en") == "The CRM did not answer in time"
+    assert none_decision("other") is not late
