@@ -39,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from gateway.tools.hoststeal import read_ticks, steal_share
 from gateway.tools.loadserver import CpuMeter, ServerProcess
 from gateway.tools.loadtest import Client, Phase, Plan, _freeze_loop, demo_phones, run_phase
 
@@ -101,25 +102,6 @@ class Target:
         return max([self.connect[key], *(float(ph.server[key]) for _, ph in self.steps)])
 
 
-def cpu_ticks() -> tuple[int, int]:
-    """The machine's CPU time so far, in ticks: (all of it, the part the host took away, "steal").
-    (0, 0) where /proc/stat does not say."""
-    try:
-        with open("/proc/stat", encoding="ascii") as stat:
-            fields = [int(v) for v in stat.readline().split()[1:9]]
-    except (OSError, ValueError):
-        return 0, 0
-    return sum(fields), fields[7] if len(fields) > 7 else 0
-
-
-def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
-    """The share of the machine's CPU time that the host took (the hypervisor ran something else
-    on our virtual CPUs) between two ``cpu_ticks``. No probe inside can see those moments: a
-    thread without its CPU looks stalled to itself, "own" stall included."""
-    total = after[0] - before[0]
-    return (after[1] - before[1]) / total if total > 0 else 0.0
-
-
 def _held_by_host(target: Target) -> bool:
     """Whether ``target`` first failed at a step where the host took more than STEAL_LIMIT."""
     failed = target.at(target.first_failure) if target.first_failure is not None else None
@@ -159,9 +141,9 @@ async def window(
     client.plan = replace(plan, rate=rate, paths=("api",))
     client.latencies, client.pending = [], {}
     await target.cpu.start()
-    began, own, ticks = time.perf_counter(), time.process_time(), cpu_ticks()
+    began, own, ticks = time.perf_counter(), time.process_time(), read_ticks()
     sent = await run_phase(client, "api", phones, rng)
-    stolen = steal_share(ticks, cpu_ticks())
+    stolen = steal_share(ticks, read_ticks())
     # The generator's share of its core: near 100% it, not the server, sets the pace.
     stats = await target.server.command("reset")
     stats["generator"] = (time.process_time() - own) / (time.perf_counter() - began)

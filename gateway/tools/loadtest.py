@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from gateway.live.tokens import issue_token
+from gateway.tools.hoststeal import read_ticks, steal_share
 from gateway.tools.loadserver import API_KEY, SECRET, ServerProcess
 from gateway.tools.posting import Poster
 
@@ -109,6 +110,7 @@ class Run:
                 f"{f' LOST {ph.lost}' if ph.lost else ''}; server: worst loop stall "
                 f"{own_text(ph.server, 'stall')}, longest GC pause {own_text(ph.server, 'gc')} "
                 f"(generation {ph.server['gc_generation']}; {ph.server['collections']} collections)"
+                f"; the host took {float(ph.server.get('steal', 0.0)):.1%} of this machine's CPU"
             )
         return lines
 
@@ -254,8 +256,10 @@ async def run(plan: Plan, phones: Sequence[str]) -> Run:
         freezer = asyncio.ensure_future(_freeze_loop())
         for path in plan.paths:
             client.latencies, client.pending = [], {}
+            ticks = read_ticks()
             sent = await run_phase(client, path, list(phones), rng)
             stats = await server.command("reset")
+            stats["steal"] = steal_share(ticks, read_ticks())
             result.phases.append(Phase(path, sent, client.latencies, stats))
     finally:
         if freezer is not None:

@@ -37,10 +37,12 @@ async def test_a_small_run_paints_every_call_and_reports_the_server() -> None:
         # The loop thread is one of the process's threads: never more CPU than all of them.
         assert 0.0 < phase.server["loop_cpu_s"] <= phase.server["cpu_s"]
         assert 0.0 <= phase.server["own_stall_ms"] <= phase.server["stall_ms"]
+        assert 0.0 <= phase.server["steal"] <= 1.0  # the host's share of the machine's CPU
     assert result.connect_server["tabs"] == 20
     lines = result.summary()
     assert lines[0].startswith("20 tabs connected")
     assert any(line.startswith("api: 40 calls") for line in lines)
+    assert all("of this machine's CPU" in line for line in lines[1:])
 
 
 @pytest.mark.parametrize(
