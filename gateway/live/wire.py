@@ -142,10 +142,10 @@ def paint(call_id: str, seq: int, decision: Decision, lang: str = "ru") -> str:
     call's own fields first, then the decision's, made once per decision and language: building
     them was a third of the Python a warm call's paint took (bytecodes counted)."""
     head = _dump({"type": "paint", "call_id": call_id, "seq": seq})
-    return head[:-1] + "," + _painted.get(decision, lang)[1:]  # two JSON objects, joined
+    return head[:-1] + "," + _decision_parts.get(decision, lang)[1:]  # two JSON objects, joined
 
 
-def _decided(decision: Decision, lang: str) -> str:
+def _decision_part(decision: Decision, lang: str) -> str:
     """The decision's fields of a paint frame, as a JSON object."""
     doc: dict[str, object] = {
         "colour": decision.colour,
@@ -161,7 +161,7 @@ def _decided(decision: Decision, lang: str) -> str:
     return _dump(doc)
 
 
-_painted: PerDecision[str] = PerDecision(_decided)
+_decision_parts: PerDecision[str] = PerDecision(_decision_part)
 
 
 def lang_of(value: str | None, default: str) -> str:

@@ -40,7 +40,7 @@ NOSNIFF = (b"x-content-type-options", b"nosniff")  # as SecurityHeaders gives ev
 # A painted call's answer carries its decision, and Decision.to_dict walks the owner and the
 # subject field by field: 9% of a warm POST's Python (bytecodes counted under sys.settrace). The
 # same few decisions come back call after call: their JSON is made once per decision.
-_decided: PerDecision[bytes] = PerDecision(lambda decision, _: orjson.dumps(decision.to_dict()))
+_decision_json: PerDecision[bytes] = PerDecision(lambda d, _: orjson.dumps(d.to_dict()))
 
 
 class Refusal(Exception):
@@ -109,13 +109,13 @@ async def _call(gateway: Gateway, scope: Scope, receive: Receive) -> tuple[int, 
         raise Refusal(503, wire.BUSY, busy.message, (b"retry-after", retry)) from None
     if paint is None:
         return 202, orjson.dumps({"call_id": call_id, "status": "superseded"})
-    return 200, _painted(call_id, paint.seq, paint.decision)
+    return 200, _painted_answer(call_id, paint.seq, paint.decision)
 
 
-def _painted(call_id: str, seq: int, decision: Decision) -> bytes:
+def _painted_answer(call_id: str, seq: int, decision: Decision) -> bytes:
     """``{"call_id", "status": "painted", "seq", **decision.to_dict()}`` as JSON."""
     head = orjson.dumps({"call_id": call_id, "status": "painted", "seq": seq})
-    return head[:-1] + b"," + _decided.get(decision)[1:]  # two JSON objects, joined into one
+    return head[:-1] + b"," + _decision_json.get(decision)[1:]  # two JSON objects, joined into one
 
 
 def _headers(scope: Scope) -> tuple[str, str]:
