@@ -53,9 +53,9 @@ P99_LIMIT_MS = 10.0
 # window (bare, gateway, gateway, bare, ...), so a busy moment of a shared machine falls on both
 # alike; a step's p50/p99 are over all its windows' calls together.
 ROUNDS = 3
-# The host's share of the machine's CPU ("steal") above which a failed step says more about the
-# host than about the server: on 2026-12-03 steps failed at 17-44% and passed at 2-8% (and once
-# at 16%), the same servers, the same rates.
+# The host's share of the machine's CPU ("steal") above which a failed step may be the host's
+# doing rather than the server's: on 2026-12-03 the same servers failed steps with 6-44% taken
+# and passed the same or higher rates with 0.5-16% (docs/performance.md). A caution, not a proof.
 STEAL_LIMIT = 0.05
 
 

@@ -3,8 +3,8 @@
 On a virtual machine the hypervisor may run another guest on our virtual CPUs. Nothing inside
 sees those moments: a thread without its CPU looks stalled to itself, the lag probe's "own" part
 included (gateway/run/probes.py). On 2026-12-03 load tests on this kind of machine failed at
-rates they had passed an hour before, with the host taking 17-44% of the CPU in the failed steps
-and 2-8% in the passing ones (docs/performance.md). So a load test says how much it was.
+rates they had passed an hour before, with the host taking up to 44% of the CPU in the failed
+steps (docs/performance.md). So a load test says how much it was.
 """
 
 from __future__ import annotations
