@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from gateway.live import wire
 from gateway.live.bucket import TokenBucket
 from gateway.live.outbox import Outbox, Put
 
@@ -113,7 +114,9 @@ class Tab:
         self._painted: dict[str, int] | None = None
 
     def push(self, key: str | None, frame: str) -> None:
-        if key is not None:
+        # Only a paint is acknowledged with ``applied``; a clear, keyed by its call as well (it
+        # replaces the call's paint still queued), is not.
+        if key is not None and frame.startswith(wire.PAINT_START):
             self._note_painted(key)
         # Nothing waits to go out (no sender: the outbox is empty) and the socket takes the frame
         # now: written here, without a task to start, schedule and end for every frame (the

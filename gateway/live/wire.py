@@ -136,6 +136,9 @@ def hello(user_id: str, heartbeat: float, version: str) -> str:
     return _dump({"type": "hello", "user_id": user_id, "heartbeat": heartbeat, "version": version})
 
 
+PAINT_START = '{"type":"paint"'  # how every paint frame begins (its first key comes first)
+
+
 def paint(call_id: str, seq: int, decision: Decision, lang: str = "ru") -> str:
     """The paint of one call; ``text`` in ``lang`` only, ``owner`` and ``entity`` when a rule
     matched something (design.md §3.7): the snippet links them to their portal pages. The

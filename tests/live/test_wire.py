@@ -69,7 +69,9 @@ def test_paints_sharing_a_decision_carry_their_own_call_and_language() -> None:
         "red", "#d32f2f", "foreign", "Чужой клиент", None, "Someone else's client", owner, subject
     )
     for n, lang in enumerate(("ru", "en", "ru", "en")):
-        frame = orjson.loads(wire.paint(f"c{n}", n, decision, lang))
+        text = wire.paint(f"c{n}", n, decision, lang)
+        assert text.startswith(wire.PAINT_START)  # how a tab tells a paint from other frames
+        frame = orjson.loads(text)
         english = lang == "en"
         assert frame == {
             "type": "paint",

@@ -153,6 +153,23 @@ def test_applied_latency_reaches_the_metrics(client: TestClient) -> None:
     assert "callguard_ring_to_applied_seconds_count 1.0" in text
 
 
+def test_an_applied_counts_once_per_paint_not_for_the_clear(client: TestClient) -> None:
+    """The tab got a paint and then the call's clear: one ``applied`` counts, a second is
+    dropped as unpainted (a clear is not acknowledged, so it gives no second acknowledgement)."""
+    with client.websocket_connect(f"/ws?token={token_for(RED_CALLER)}") as ws:
+        ws.receive_json()
+        ws.send_json(call())
+        paint = ws.receive_json()
+        ws.send_json({"type": "ended", "call_id": "c1"})
+        assert ws.receive_json() == {"type": "clear", "call_id": "c1"}
+        applied = {"type": "applied", "call_id": "c1", "seq": paint["seq"], "latency_ms": 85}
+        ws.send_json(applied)
+        ws.send_json(applied)
+    text = client.get("/metrics").text
+    assert "callguard_ring_to_applied_seconds_count 1.0" in text
+    assert 'callguard_frames_rejected_total{code="unpainted_applied"} 1.0' in text
+
+
 def test_a_call_timeout_clears_the_call() -> None:
     app = create_app(gateway_settings(call_timeout=0.2))
     with TestClient(app) as client, client.websocket_connect(url_7()) as ws:
