@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from gateway.live import wire
 from gateway.live.tokens import issue_token
 from gateway.tools.hoststeal import read_ticks, steal_share
 from gateway.tools.loadserver import API_KEY, SECRET, ServerProcess
@@ -38,6 +39,7 @@ FIRST_USER = 100_000
 MAX_TABS = 20_000
 POST_CONNECTIONS = 16  # kept-alive connections the api path posts calls over
 OPEN_TIMEOUT = 60.0  # seconds a tab may take to connect and get its hello
+PAINT_START = wire.PAINT_START.encode()  # frames arrive as bytes here
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +166,7 @@ class Client:
         self.sockets = list(await asyncio.gather(*(one(i) for i in range(self.plan.tabs))))
 
     def _on_text(self, tab: Tab, frame: bytes) -> None:
-        if not frame.startswith(b'{"type":"paint"'):
+        if not frame.startswith(PAINT_START):
             return  # a clear, a renewed token: what a real tab would act on, not timed here
         now = time.perf_counter()
         call_id = orjson.loads(frame)["call_id"]
