@@ -90,6 +90,11 @@ class Target:
         return next((rate for rate, ph in self.steps if not passes(ph)), None)
 
     @property
+    def failed_step(self) -> Phase | None:
+        """The step at ``first_failure``, None when none failed."""
+        return self.at(self.first_failure) if self.first_failure is not None else None
+
+    @property
     def bounded(self) -> bool:
         """Whether the climb found this server's limit (it failed above its best rate)."""
         return any(rate > self.best and not passes(ph) for rate, ph in self.steps)
@@ -104,7 +109,7 @@ class Target:
 
 def _held_by_host(target: Target) -> bool:
     """Whether ``target`` first failed at a step where the host took more than STEAL_LIMIT."""
-    failed = target.at(target.first_failure) if target.first_failure is not None else None
+    failed = target.failed_step
     return failed is not None and float(failed.server["steal"]) > STEAL_LIMIT
 
 
@@ -330,7 +335,7 @@ def results(targets: list[Target], max_rate: int) -> list[str]:
             )
     # Saturated or held up? How busy each loop thread was at the first step it failed.
     for t in targets:
-        failed = t.at(t.first_failure) if t.first_failure is not None else None
+        failed = t.failed_step
         if failed is not None:
             out.append(
                 f"{t.name:>7}: at its first failed step ({t.first_failure:g}/s) the event loop's "
