@@ -1,6 +1,13 @@
 """Throughput side by side (issue 11, item 4): the bare push server and the gateway, one run.
 
-Both servers run side by side, each in a process of its own (gateway/tools/loadserver.py) with N
+Three servers: the bare push server (gateway/tools/bare.py: a paint a call, the issue's
+baseline), the same answering each tab's ``ended`` with a ``clear`` ("bare+clear": the frames the
+gateway's protocol sends a call, none of its work), and the gateway. gateway/bare is the issue's
+figure; gateway/bare+clear what the gateway's own work costs; bare+clear/bare what the protocol's
+second frame costs any push server (on 2026-12-03 it took the bare server from 2000 to 1500/s,
+failing with its loop as idle as the gateway's: docs/performance.md).
+
+The servers run side by side, each in a process of its own (gateway/tools/loadserver.py) with N
 websocket tabs; then calls through ``POST /api/calls`` at a rising rate. Each step is ``ROUNDS``
 windows of a few seconds per server, the servers taking turns window by window, so that what
 else the machine does at a moment falls on both; a step passes when call->paint p99 over all its
@@ -57,12 +64,14 @@ ROUNDS = 3
 # doing rather than the server's: on 2026-12-03 the same servers failed steps with 6-44% taken
 # and passed the same or higher rates with 0.5-16% (docs/performance.md). A caution, not a proof.
 STEAL_LIMIT = 0.05
+NAME = 10  # the width of a server's name in the lines printed
 
 
 @dataclass
 class Target:
     name: str
     bare: bool
+    clears: bool = False  # the bare server answers each ``ended`` with a ``clear``, as the gateway
     steps: list[tuple[float, Phase]] = field(default_factory=list)
     # The server's figures over connecting and settling: stall_ms, own_stall_ms (less the time
     # it waited for a CPU), gc_ms, own_gc_ms.
@@ -119,7 +128,9 @@ def passes(phase: Phase) -> bool:
 
 async def connect(target: Target, plan: Plan) -> None:
     """Start the server, connect its tabs, measure its memory and its idle CPU."""
-    server = target.server = ServerProcess(plan.tune_gc, False, plan.heartbeat, bare=target.bare)
+    server = target.server = ServerProcess(
+        plan.tune_gc, False, plan.heartbeat, bare=target.bare, clears=target.clears
+    )
     await server.start()
     client = target.client = Client(plan, server.base)
     before = await server.command("reset")
@@ -194,7 +205,7 @@ async def climb(
         for target in live:
             phase = pooled(windows[target.name])
             target.steps.append((float(rate), phase))
-            print(f"  {target.name:>7} {rate:>5}/s: {line(phase)}", flush=True)
+            print(f"  {target.name:>{NAME}} {rate:>5}/s: {line(phase)}", flush=True)
             # Two failed steps in a row: saturated, the next steps only queue more.
             target.failures = 0 if passes(phase) else target.failures + 1
 
@@ -228,14 +239,12 @@ def chart(targets: list[Target], path: Path, tabs: int) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
-    for t in targets:
-        rates = [r for r, _ in t.steps]
-        ax.plot(
-            rates, [ph.percentile(0.99) for _, ph in t.steps], marker="o", label=f"{t.name} p99"
-        )
-        ax.plot(
-            rates, [ph.percentile(0.5) for _, ph in t.steps], linestyle="--", label=f"{t.name} p50"
-        )
+    for i, t in enumerate(targets):
+        rates, colour = [r for r, _ in t.steps], f"C{i}"  # one colour per server
+        p99 = [ph.percentile(0.99) for _, ph in t.steps]
+        p50 = [ph.percentile(0.5) for _, ph in t.steps]
+        ax.plot(rates, p99, marker="o", color=colour, label=f"{t.name} p99")
+        ax.plot(rates, p50, linestyle="--", color=colour, label=f"{t.name} p50")
     ax.axhline(P99_LIMIT_MS, color="grey", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xlabel("calls per second (POST /api/calls)")
@@ -254,7 +263,11 @@ async def bench(args: argparse.Namespace) -> list[str]:
     plan = Plan(tabs=args.tabs, seconds=args.seconds, paths=("api",))
     phones = demo_phones()
     ladder = tuple(r for r in LADDER if r <= args.max_rate)
-    targets = [Target("bare", True), Target("gateway", False)]
+    targets = [
+        Target("bare", True),
+        Target("bare+clear", True, clears=True),
+        Target("gateway", False),
+    ]
     started = time.perf_counter()
     freezer: asyncio.Task[None] | None = None
     try:
@@ -284,14 +297,14 @@ async def bench(args: argparse.Namespace) -> list[str]:
 
 
 def results(targets: list[Target], max_rate: int) -> list[str]:
-    """The verdict lines: each server's highest rate, their ratio, CPU per call, 1000/s."""
-    bare, gw = targets
+    """The verdict lines: each server's highest rate, the ratios, CPU per call, 1000/s."""
+    bare, clears, gw = targets
     out = []
     for t in targets:
         at_least = "" if t.bounded else "at least "  # it never failed: the ladder's top
         out.append(
-            f"{t.name:>7}: highest rate with p99 <= {P99_LIMIT_MS:g} ms: {at_least}{t.best:g}/s "
-            f"(first failed step: {_rate(t.first_failure)}); "
+            f"{t.name:>{NAME}}: highest rate with p99 <= {P99_LIMIT_MS:g} ms: {at_least}"
+            f"{t.best:g}/s (first failed step: {_rate(t.first_failure)}); "
             f"worst loop stall throughout {t.worst('stall_ms'):.1f} ms, its own "
             f"{t.worst('own_stall_ms'):.1f} (while tabs connected {t.connect['stall_ms']:.1f}, "
             f"its own {t.connect['own_stall_ms']:.1f}), longest GC pause {t.worst('gc_ms'):.1f} "
@@ -299,48 +312,18 @@ def results(targets: list[Target], max_rate: int) -> list[str]:
             f"{t.kb_per_tab:.1f} kB/idle tab; "
             f"idle CPU {t.idle_cpu * 100:.1f}% of a core"
         )
-    ratio = gw.best / bare.best if bare.best else float("nan")
-    if not bare.best:  # no ratio to a server that passed nothing
-        out.append(
-            f"gateway/bare rate: not found, the bare server failed the first step "
-            f"({_rate(bare.first_failure)}): this machine is too busy to measure latency now"
-        )
-    elif bare.bounded and gw.bounded:
-        out.append(f"gateway/bare rate: {ratio:.2f} (goal >= 0.7)")
-        # The stricter reading: each server's last rate before its first failed step.
-        below = [_last_before(t, t.first_failure) for t in targets]
-        if below[0]:
-            out.append(f"  the same, below each one's first failed step: {below[1] / below[0]:.2f}")
-    else:  # a server that never failed has no highest rate: the ratio is only a bound
-        bound = (
-            f"at most {ratio:.2f}" if gw.bounded else f"at least {ratio:.2f}" if bare.bounded
-            else "not found, neither server failed"
-        )  # fmt: skip
-        out.append(
-            f"gateway/bare rate: {bound} (goal >= 0.7; raise --max-rate above {max_rate} "
-            "until both servers fail)"
-        )
-    for rate in (500, 1000):
-        b, g = bare.at(rate), gw.at(rate)
-        if b is not None and g is not None:  # the machine's load hardly moves these
-            cpu_b, cpu_g = b.server["cpu_us"], g.server["cpu_us"]
-            out.append(
-                f"server CPU per call at {rate}/s: bare {cpu_b:.1f} us, gateway {cpu_g:.1f} us "
-                f"(gateway/bare {cpu_g / cpu_b:.2f}; CPU-bound rate ratio {cpu_b / cpu_g:.2f})"
-            )
-            loop_b, loop_g = b.server["loop_us"], g.server["loop_us"]
-            out.append(
-                f"  the event loop's thread alone: bare {loop_b:.1f} us, gateway {loop_g:.1f} us "
-                f"(gateway/bare {loop_g / loop_b:.2f}; loop-bound rate ratio {loop_b / loop_g:.2f})"
-            )
+    out += compare(gw, bare, max_rate, "(goal >= 0.7)")
+    out += compare(gw, clears, max_rate, "(the same frames a call: the gateway's own cost)")
+    out += compare(clears, bare, max_rate, "(what the protocol's clear costs a push server)")
     # Saturated or held up? How busy each loop thread was at the first step it failed.
     for t in targets:
         failed = t.failed_step
         if failed is not None:
             out.append(
-                f"{t.name:>7}: at its first failed step ({t.first_failure:g}/s) the event loop's "
-                f"thread was busy {float(failed.server['loop_busy']) * 100:.0f}% of a core; the "
-                f"host took up to {float(failed.server['steal']) * 100:.1f}% of the machine's CPU"
+                f"{t.name:>{NAME}}: at its first failed step ({t.first_failure:g}/s) the event "
+                f"loop's thread was busy {float(failed.server['loop_busy']) * 100:.0f}% of a "
+                f"core; the host took up to {float(failed.server['steal']) * 100:.1f}% of the "
+                "machine's CPU"
             )
     stolen = [t.name for t in targets if _held_by_host(t)]
     if stolen:
@@ -357,6 +340,45 @@ def results(targets: list[Target], max_rate: int) -> list[str]:
             f"gateway {g.percentile(0.5):.2f}/{g.percentile(0.99):.2f} ms "
             f"(goal p99 <= 10, p50 <= 3x bare: {p50:.1f}x)"
         )
+    return out
+
+
+def compare(server: Target, base: Target, max_rate: int, why: str) -> list[str]:
+    """``server``'s highest rate against ``base``'s, and its CPU per call at 500 and 1000/s."""
+    pair = f"{server.name}/{base.name}"
+    ratio = server.best / base.best if base.best else float("nan")
+    if not base.best:  # no ratio to a server that passed nothing
+        out = [
+            f"{pair} rate: not found, {base.name} failed the first step "
+            f"({_rate(base.first_failure)}): this machine is too busy to measure latency now"
+        ]
+    elif base.bounded and server.bounded:
+        out = [f"{pair} rate: {ratio:.2f} {why}"]
+        # The stricter reading: each server's last rate before its first failed step.
+        below = [_last_before(t, t.first_failure) for t in (base, server)]
+        if below[0]:
+            out.append(f"  the same, below each one's first failed step: {below[1] / below[0]:.2f}")
+    else:  # a server that never failed has no highest rate: the ratio is only a bound
+        bound = (
+            f"at most {ratio:.2f}" if server.bounded else f"at least {ratio:.2f}" if base.bounded
+            else "not found, neither server failed"
+        )  # fmt: skip
+        out = [
+            f"{pair} rate: {bound} {why} (raise --max-rate above {max_rate} until both servers "
+            "fail)"
+        ]
+    for rate in (500, 1000):
+        b, s = base.at(rate), server.at(rate)
+        if b is not None and s is not None:  # the machine's load hardly moves these
+            cpu_b, cpu_s = b.server["cpu_us"], s.server["cpu_us"]
+            loop_b, loop_s = b.server["loop_us"], s.server["loop_us"]
+            out.append(
+                f"  server CPU per call at {rate}/s: {base.name} {cpu_b:.1f} us, {server.name} "
+                f"{cpu_s:.1f} us ({pair} {cpu_s / cpu_b:.2f}; CPU-bound rate ratio "
+                f"{cpu_b / cpu_s:.2f}); the event loop's thread alone {loop_b:.1f} and "
+                f"{loop_s:.1f} us ({loop_s / loop_b:.2f}; loop-bound rate ratio "
+                f"{loop_b / loop_s:.2f})"
+            )
     return out
 
 

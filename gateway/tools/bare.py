@@ -5,6 +5,11 @@ uvicorn, websockets implementation and GC policy as the gateway), ``POST /api/ca
 JSON, one paint frame encoded and sent to each of the user's tabs. No authentication, lookup,
 rules, call state, queues or metrics. The user of a tab is the ``user`` query parameter; the load
 generator sends it beside the token the gateway needs.
+
+With ``clears`` it also answers each ``ended`` with a ``clear`` to the user's tabs, as the
+gateway's protocol does (design.md §3.4): the same frames a call, still none of the gateway's
+work. The gateway pays for that second frame a call whatever it does; measured against this
+baseline, what is left is its own cost (bench/throughput.py prints both ratios).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ class BareState:
         return sum(len(s) for s in self.tabs.values())
 
 
-def bare_app() -> Starlette:
+def bare_app(clears: bool = False) -> Starlette:
     state = BareState()
 
     async def tab(websocket: WebSocket) -> None:
@@ -47,7 +52,12 @@ def bare_app() -> Starlette:
         await websocket.send_text('{"type":"hello"}')
         try:
             while True:
-                await websocket.receive_text()  # "ended" frames: nothing to do
+                text = await websocket.receive_text()  # "ended" frames
+                if clears:
+                    call_id = orjson.loads(text)["call_id"]
+                    frame = orjson.dumps({"type": "clear", "call_id": call_id}).decode()
+                    for socket in list(state.tabs.get(user, ())):
+                        await socket.send_text(frame)
         except WebSocketDisconnect:
             pass
         finally:

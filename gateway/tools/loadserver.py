@@ -1,9 +1,10 @@
 """The gateway under load, in a child process of the load generator
 (:mod:`gateway.tools.loadtest`).
 
-``python -m gateway.tools.loadserver [--no-tune-gc] [--deflate] [--heartbeat S] [--bare]
-[--database-url URL] [--redis-url URL --redis-prefix P]`` serves a gateway (or, with ``--bare``,
-the bare push server of :mod:`gateway.tools.bare`) on a free loopback port, with
+``python -m gateway.tools.loadserver [--no-tune-gc] [--deflate] [--heartbeat S] [--bare
+[--clears]] [--database-url URL] [--redis-url URL --redis-prefix P]`` serves a gateway (or, with
+``--bare``, the bare push server of :mod:`gateway.tools.bare`, with ``--clears`` answering each
+``ended`` with a ``clear`` as the gateway does) on a free loopback port, with
 ``--redis-url`` as one of several processes sharing Redis (``CALLGUARD_REDIS_URL``:
 :mod:`gateway.live.redisfanout`). It prints ``{"port": N}`` once ready, then answers ``stats`` /
 ``reset`` / ``quit`` on stdin with one JSON line on stdout: its memory, CPU time, the event
@@ -42,10 +43,12 @@ class ServerProcess:
         bare: bool = False,
         database_url: str = "",
         redis: tuple[str, str] | None = None,  # (URL, key prefix): processes sharing Redis
+        clears: bool = False,  # the bare server answers ``ended`` with ``clear``
     ) -> None:
         self.flags = ["--tune-gc" if tune_gc else "--no-tune-gc", "--heartbeat", str(heartbeat)]
         self.flags += ["--deflate"] if deflate else []
         self.flags += ["--bare"] if bare else []
+        self.flags += ["--clears"] if clears else []
         self.flags += ["--database-url", database_url] if database_url else []
         if redis is not None:
             self.flags += ["--redis-url", redis[0], "--redis-prefix", redis[1]]
@@ -170,6 +173,7 @@ def child(
     bare: bool = False,
     database_url: str = "",
     redis: tuple[str, str] | None = None,
+    clears: bool = False,
 ) -> None:
     import uvloop
 
@@ -182,7 +186,7 @@ def child(
     # where a file held 1.8-5.5 ms (one slice 13.5 ms) and the writer kept up.
     with tempfile.TemporaryDirectory(prefix="callguard-loadtest-") as scratch:
         url = database_url or f"sqlite:///{Path(scratch) / 'callguard.sqlite3'}"
-        uvloop.run(_child(tune_gc, deflate, heartbeat, bare, url, redis))
+        uvloop.run(_child(tune_gc, deflate, heartbeat, bare, url, redis, clears))
 
 
 async def _child(
@@ -192,6 +196,7 @@ async def _child(
     bare: bool,
     database_url: str,
     redis: tuple[str, str] | None,
+    clears: bool = False,
 ) -> None:
     import socket
 
@@ -221,7 +226,7 @@ async def _child(
         redis_url=redis[0] if redis is not None else None,
         redis_prefix=redis[1] if redis is not None else DEFAULT_REDIS_PREFIX,
     )
-    app = bare_app() if bare else create_app(settings)
+    app = bare_app(clears) if bare else create_app(settings)
     probed = app.state.bare if bare else app.state.gateway  # both have tabs, lag and gc
     config = uvicorn_config(app, settings, per_message_deflate=deflate, log_config=None)
     server = uvicorn.Server(config)
@@ -276,12 +281,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deflate", action="store_true")
     parser.add_argument("--heartbeat", type=float, default=20.0)
     parser.add_argument("--bare", action="store_true", help="the bare push server instead")
+    parser.add_argument("--clears", action="store_true", help="--bare answers ended with clear")
     parser.add_argument("--database-url", default="", help="else an SQLite file of its own")
     parser.add_argument("--redis-url", default="", help="share this Redis with other processes")
     parser.add_argument("--redis-prefix", default="callguard:", help="with --redis-url: its keys")
     args = parser.parse_args(argv)
+    if args.clears and not args.bare:
+        parser.error("--clears is an option of --bare: the gateway always answers ended")
     redis = (args.redis_url, args.redis_prefix) if args.redis_url else None
-    child(args.tune_gc, args.deflate, args.heartbeat, args.bare, args.database_url, redis)
+    child(
+        args.tune_gc, args.deflate, args.heartbeat, args.bare, args.database_url, redis,
+        args.clears,
+    )  # fmt: skip
     return 0
 
 
