@@ -1,11 +1,11 @@
-"""Throughput side by side (issue 11, item 4): the bare push server and the gateway, one run.
+"""Throughput side by side (issue 11, item 4): bare push servers and the gateway, one run.
 
 Three servers: the bare push server (gateway/tools/bare.py: a paint a call, the issue's
 baseline), the same answering each tab's ``ended`` with a ``clear`` ("bare+clear": the frames the
 gateway's protocol sends a call, none of its work), and the gateway. gateway/bare is the issue's
 figure; gateway/bare+clear what the gateway's own work costs; bare+clear/bare what the protocol's
-second frame costs any push server (on 2026-12-03 it took the bare server from 2000 to 1500/s,
-failing with its loop as idle as the gateway's: docs/performance.md).
+second frame costs any push server (on 2026-12-03 it took the bare server from 2000-2250 to
+1250-1500/s, failing with its loop as idle as the gateway's: docs/performance.md).
 
 The servers run side by side, each in a process of its own (gateway/tools/loadserver.py) with N
 websocket tabs; then calls through ``POST /api/calls`` at a rising rate. Each step is ``ROUNDS``

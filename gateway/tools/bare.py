@@ -52,10 +52,10 @@ def bare_app(clears: bool = False) -> Starlette:
         await websocket.send_text('{"type":"hello"}')
         try:
             while True:
-                text = await websocket.receive_text()  # "ended" frames
-                if clears:
-                    call_id = orjson.loads(text)["call_id"]
-                    frame = orjson.dumps({"type": "clear", "call_id": call_id}).decode()
+                text = await websocket.receive_text()  # the generator's tabs send "ended"
+                doc = orjson.loads(text) if clears else None
+                if isinstance(doc, dict) and doc.get("type") == "ended":
+                    frame = orjson.dumps({"type": "clear", "call_id": doc.get("call_id")}).decode()
                     for socket in list(state.tabs.get(user, ())):
                         await socket.send_text(frame)
         except WebSocketDisconnect:

@@ -33,8 +33,9 @@ async def test_the_bare_server_paints_and_clears_only_when_asked(clears: bool) -
             assert orjson.loads(tab.opened.result()) == {"type": "hello"}
             await _call(client, "c1")
             assert await frames.get() == {"type": "paint", "call_id": "c1", "seq": 1}
+            tab.send('{"type":"applied","call_id":"c0","seq":1}')  # no answer, as the gateway
             tab.send('{"type":"ended","call_id":"c1"}')
-            if clears:  # as the gateway answers: the same frames a call
+            if clears:  # as the gateway answers ended: the same frames a call
                 assert await frames.get() == {"type": "clear", "call_id": "c1"}
             await _call(client, "c2")
             # Without clears, nothing came between the two paints.
