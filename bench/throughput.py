@@ -4,8 +4,8 @@ Three servers: the bare push server (gateway/tools/bare.py: a paint a call, the 
 baseline), the same answering each tab's ``ended`` with a ``clear`` ("bare+clear": the frames the
 gateway's protocol sends a call, none of its work), and the gateway. gateway/bare is the issue's
 figure; gateway/bare+clear what the gateway's own work costs; bare+clear/bare what the protocol's
-second frame costs any push server (on 2026-12-03 it took the bare server from 2000-2250 to
-1250-1500/s, failing with its loop as idle as the gateway's: docs/performance.md).
+second frame costs any push server (on 2026-12-03 it cost the bare server 14-44% of its rate
+for 5-30% more CPU a call: docs/performance.md).
 
 The servers run side by side, each in a process of its own (gateway/tools/loadserver.py) with N
 websocket tabs; then calls through ``POST /api/calls`` at a rising rate. Each step is ``ROUNDS``
