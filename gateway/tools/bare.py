@@ -25,6 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from gateway.live import wire
 from gateway.run.metrics import Metrics
 from gateway.run.probes import GcProbe, LagProbe
 
@@ -55,7 +56,7 @@ def bare_app(clears: bool = False) -> Starlette:
                 text = await websocket.receive_text()  # the generator's tabs send "ended"
                 doc = orjson.loads(text) if clears else None
                 if isinstance(doc, dict) and doc.get("type") == "ended":
-                    frame = orjson.dumps({"type": "clear", "call_id": doc.get("call_id")}).decode()
+                    frame = wire.clear(str(doc.get("call_id")))  # the gateway's very frame
                     for socket in list(state.tabs.get(user, ())):
                         await socket.send_text(frame)
         except WebSocketDisconnect:
